@@ -1,0 +1,433 @@
+// CPU kernels for every op of the shufflekernels library.
+//
+// Index model (csrc/index_math.h): a shuffle with g groups writes out[n, j*g + i] = src_i[n, j], where
+// src_i is the i-th channel group of one tensor (channel_shuffle) or the i-th tensor (shuffle_cat).
+// Depthwise 3x3: out[n, c, oh, ow] = bias[c] + sum_{kh,kw} w[c, kh, kw] * in[n, c, oh*s-1+kh, ow*s-1+kw],
+// taps outside the image contribute nothing (zero padding).
+//
+// Each op has one path per memory format: NCHW works on whole H*W planes, NHWC (channels_last) on
+// pixels with the channel loop innermost, where the compiler vectorises across channels. Float16 and
+// bfloat16 accumulate in float32.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/OpMathType.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../checks.h"
+#include "../index_math.h"
+#include "../pointwise.h"
+
+namespace shufflekernels {
+namespace {
+
+using at::Tensor;
+
+// Work items smaller than this many elements are not worth a thread.
+constexpr int64_t kGrainElements = 32768;
+
+inline int64_t grain_for(int64_t elements_per_item) {
+  return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, elements_per_item));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Interleave: out[n, j*g + i] = src_i[n, j]. A pure permutation, so it moves bytes of the element size
+// and serves every dtype without a dispatch.
+// ---------------------------------------------------------------------------------------------------
+
+// NCHW: each output channel is one contiguous H*W plane copied from its source plane.
+void interleave_nchw(const std::vector<const char*>& srcs, int64_t src_image_stride, int64_t cpg, int64_t N,
+                     int64_t HW, char* out, int64_t elem_size) {
+  const int64_t g = static_cast<int64_t>(srcs.size());
+  const int64_t C = g * cpg;
+  const int64_t plane_bytes = HW * elem_size;
+  at::parallel_for(0, N * C, grain_for(HW), [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t n = nc / C;
+      const ShuffleSource s = shuffle_source(nc % C, g);
+      std::memcpy(out + nc * plane_bytes, srcs[s.group] + (n * src_image_stride + s.channel * HW) * elem_size,
+                  plane_bytes);
+    }
+  });
+}
+
+// NHWC, typed by element width so the two-group case compiles to vector interleaves.
+template <typename word_t>
+void interleave_nhwc_typed(const std::vector<const char*>& srcs, int64_t src_pixel_stride, int64_t cpg,
+                           int64_t pixels, char* out_bytes) {
+  const int64_t g = static_cast<int64_t>(srcs.size());
+  const int64_t C = g * cpg;
+  word_t* out = reinterpret_cast<word_t*>(out_bytes);
+  at::parallel_for(0, pixels, grain_for(C), [&](int64_t begin, int64_t end) {
+    if (g == 2) {
+      const word_t* a = reinterpret_cast<const word_t*>(srcs[0]);
+      const word_t* b = reinterpret_cast<const word_t*>(srcs[1]);
+      for (int64_t p = begin; p < end; ++p) {
+        const word_t* __restrict pa = a + p * src_pixel_stride;
+        const word_t* __restrict pb = b + p * src_pixel_stride;
+        word_t* __restrict po = out + p * C;
+        for (int64_t j = 0; j < cpg; ++j) {
+          po[2 * j] = pa[j];
+          po[2 * j + 1] = pb[j];
+        }
+      }
+      return;
+    }
+    for (int64_t p = begin; p < end; ++p) {
+      word_t* __restrict po = out + p * C;
+      for (int64_t i = 0; i < g; ++i) {
+        const word_t* __restrict ps = reinterpret_cast<const word_t*>(srcs[i]) + p * src_pixel_stride;
+        for (int64_t j = 0; j < cpg; ++j) po[shuffle_destination(i, j, g)] = ps[j];
+      }
+    }
+  });
+}
+
+void interleave_nhwc(const std::vector<const char*>& srcs, int64_t src_pixel_stride, int64_t cpg, int64_t pixels,
+                     char* out, int64_t elem_size) {
+  switch (elem_size) {
+    case 4:
+      return interleave_nhwc_typed<uint32_t>(srcs, src_pixel_stride, cpg, pixels, out);
+    case 2:
+      return interleave_nhwc_typed<uint16_t>(srcs, src_pixel_stride, cpg, pixels, out);
+    default:
+      TORCH_CHECK(false, "shufflekernels: internal error, unsupported element size ", elem_size);
+  }
+}
+
+Tensor channel_shuffle_cpu(const Tensor& x_in, int64_t groups) {
+  check_channel_shuffle(x_in, groups);
+  auto [x, layout] = in_kernel_layout(x_in);
+  Tensor out = at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout)));
+  if (out.numel() == 0) return out;
+  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), cpg = C / groups;
+  const int64_t es = x.element_size();
+  const char* base = static_cast<const char*>(x.const_data_ptr());
+  std::vector<const char*> srcs(groups);
+  if (layout == Layout::NCHW) {
+    for (int64_t i = 0; i < groups; ++i) srcs[i] = base + i * cpg * HW * es;
+    interleave_nchw(srcs, C * HW, cpg, N, HW, static_cast<char*>(out.data_ptr()), es);
+  } else {
+    for (int64_t i = 0; i < groups; ++i) srcs[i] = base + i * cpg * es;
+    interleave_nhwc(srcs, C, cpg, N * HW, static_cast<char*>(out.data_ptr()), es);
+  }
+  return out;
+}
+
+Tensor shuffle_cat_cpu(at::TensorList tensors_in) {
+  check_shuffle_cat(tensors_in);
+  const Tensor& first = tensors_in[0];
+  const int64_t g = static_cast<int64_t>(tensors_in.size());
+  // The first tensor decides the layout; the others are read in that layout (copied once if needed).
+  auto [x0, layout] = in_kernel_layout(first);
+  const auto fmt = memory_format_of(layout);
+  std::vector<Tensor> xs{x0};
+  for (int64_t i = 1; i < g; ++i) xs.push_back(tensors_in[i].contiguous(fmt));
+  const int64_t N = x0.size(0), cpg = x0.size(1), H = x0.size(2), W = x0.size(3);
+  Tensor out = at::empty({N, cpg * g, H, W}, x0.options().memory_format(fmt));
+  if (out.numel() == 0) return out;
+  const int64_t es = x0.element_size();
+  std::vector<const char*> srcs(g);
+  for (int64_t i = 0; i < g; ++i) srcs[i] = static_cast<const char*>(xs[i].const_data_ptr());
+  if (layout == Layout::NCHW) {
+    interleave_nchw(srcs, cpg * H * W, cpg, N, H * W, static_cast<char*>(out.data_ptr()), es);
+  } else {
+    interleave_nhwc(srcs, cpg, cpg, N * H * W, static_cast<char*>(out.data_ptr()), es);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Depthwise 3x3. Both paths take an optional "pre-activation" (in_bias, in_relu): the input value is
+// read as max(0, in + in_bias[c]) (or in + in_bias[c]) before the convolution. The units use it to
+// apply the previous 1x1 convolution's bias and ReLU while reading, instead of in a pass of their own.
+// Zero padding applies to the activated value, so padded taps are skipped, never activated.
+// ---------------------------------------------------------------------------------------------------
+
+struct DwParams {
+  const float* weight;   // [C, 9] (NCHW) or [9, C] (NHWC), float32
+  const float* bias;     // [C] or nullptr
+  const float* in_bias;  // [C] or nullptr: pre-activation bias
+  bool in_relu;          // pre-activation ReLU
+  bool relu;             // ReLU epilogue
+  int64_t N, C, H, W, Ho, Wo, stride;
+};
+
+template <typename scalar_t>
+inline float activate_input(scalar_t v, float in_bias, bool in_relu) {
+  float f = static_cast<float>(v) + in_bias;
+  return in_relu ? std::max(f, 0.f) : f;
+}
+
+template <typename scalar_t>
+void dwconv3x3_nchw(const scalar_t* in, scalar_t* out, const DwParams& p) {
+  constexpr int64_t kChunk = 256;  // output columns accumulated in one stack buffer
+  at::parallel_for(0, p.N * p.C, grain_for(p.Ho * p.Wo * 9), [&](int64_t begin, int64_t end) {
+    float acc[kChunk];
+    float act_row[3][kChunk * 2 + 3];
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t c = nc % p.C;
+      const scalar_t* plane = in + nc * p.H * p.W;
+      scalar_t* oplane = out + nc * p.Ho * p.Wo;
+      const float* w = p.weight + c * 9;
+      const float b = p.bias ? p.bias[c] : 0.f;
+      const float ib = p.in_bias ? p.in_bias[c] : 0.f;
+      const bool pre_act = p.in_bias != nullptr || p.in_relu;
+      for (int64_t oh = 0; oh < p.Ho; ++oh) {
+        for (int64_t ow0 = 0; ow0 < p.Wo; ow0 += kChunk) {
+          const int64_t n_cols = std::min(kChunk, p.Wo - ow0);
+          for (int64_t k = 0; k < n_cols; ++k) acc[k] = b;
+          // Input columns touched by this chunk: [ow0*s - 1, (ow0+n_cols-1)*s + 1].
+          const int64_t iw_first = ow0 * p.stride - 1;
+          const int64_t iw_count = (n_cols - 1) * p.stride + 3;
+          for (int64_t kh = 0; kh < 3; ++kh) {
+            const int64_t ih = oh * p.stride - 1 + kh;
+            if (ih < 0 || ih >= p.H) continue;
+            const scalar_t* row = plane + ih * p.W;
+            // Stage the activated input row (zero outside the image) in float, so the tap loops below
+            // have no bounds checks and no conversions.
+            float* r = act_row[kh];
+            for (int64_t k = 0; k < iw_count; ++k) {
+              const int64_t iw = iw_first + k;
+              r[k] = (iw < 0 || iw >= p.W) ? 0.f
+                     : pre_act             ? activate_input(row[iw], ib, p.in_relu)
+                                           : static_cast<float>(row[iw]);
+            }
+            const float w0 = w[kh * 3], w1 = w[kh * 3 + 1], w2 = w[kh * 3 + 2];
+            if (p.stride == 1) {
+              for (int64_t k = 0; k < n_cols; ++k) acc[k] += w0 * r[k] + w1 * r[k + 1] + w2 * r[k + 2];
+            } else {
+              for (int64_t k = 0; k < n_cols; ++k) acc[k] += w0 * r[2 * k] + w1 * r[2 * k + 1] + w2 * r[2 * k + 2];
+            }
+          }
+          scalar_t* orow = oplane + oh * p.Wo + ow0;
+          if (p.relu) {
+            for (int64_t k = 0; k < n_cols; ++k) orow[k] = static_cast<scalar_t>(std::max(acc[k], 0.f));
+          } else {
+            for (int64_t k = 0; k < n_cols; ++k) orow[k] = static_cast<scalar_t>(acc[k]);
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void dwconv3x3_nhwc(const scalar_t* in, scalar_t* out, const DwParams& p) {
+  const int64_t C = p.C;
+  at::parallel_for(0, p.N * p.Ho, grain_for(p.Wo * C * 9), [&](int64_t begin, int64_t end) {
+    std::vector<float> acc_buf(C);
+    float* __restrict acc = acc_buf.data();
+    for (int64_t nh = begin; nh < end; ++nh) {
+      const int64_t n = nh / p.Ho, oh = nh % p.Ho;
+      for (int64_t ow = 0; ow < p.Wo; ++ow) {
+        if (p.bias) {
+          std::memcpy(acc, p.bias, C * sizeof(float));
+        } else {
+          std::fill(acc, acc + C, 0.f);
+        }
+        for (int64_t kh = 0; kh < 3; ++kh) {
+          const int64_t ih = oh * p.stride - 1 + kh;
+          if (ih < 0 || ih >= p.H) continue;
+          for (int64_t kw = 0; kw < 3; ++kw) {
+            const int64_t iw = ow * p.stride - 1 + kw;
+            if (iw < 0 || iw >= p.W) continue;
+            const scalar_t* __restrict px = in + ((n * p.H + ih) * p.W + iw) * C;
+            const float* __restrict wk = p.weight + (kh * 3 + kw) * C;
+            if (p.in_bias != nullptr) {
+              const float* __restrict ib = p.in_bias;
+              if (p.in_relu) {
+                for (int64_t c = 0; c < C; ++c) acc[c] += wk[c] * std::max(static_cast<float>(px[c]) + ib[c], 0.f);
+              } else {
+                for (int64_t c = 0; c < C; ++c) acc[c] += wk[c] * (static_cast<float>(px[c]) + ib[c]);
+              }
+            } else if (p.in_relu) {
+              for (int64_t c = 0; c < C; ++c) acc[c] += wk[c] * std::max(static_cast<float>(px[c]), 0.f);
+            } else {
+              for (int64_t c = 0; c < C; ++c) acc[c] += wk[c] * static_cast<float>(px[c]);
+            }
+          }
+        }
+        scalar_t* __restrict po = out + ((n * p.Ho + oh) * p.Wo + ow) * C;
+        if (p.relu) {
+          for (int64_t c = 0; c < C; ++c) po[c] = static_cast<scalar_t>(std::max(acc[c], 0.f));
+        } else {
+          for (int64_t c = 0; c < C; ++c) po[c] = static_cast<scalar_t>(acc[c]);
+        }
+      }
+    }
+  });
+}
+
+// Float32 copies of the small per-channel parameters, laid out for the chosen path.
+struct DwPacked {
+  Tensor weight, bias, in_bias;
+};
+
+DwPacked pack_dw(const Tensor& weight, const c10::optional<Tensor>& bias, const c10::optional<Tensor>& in_bias,
+                 Layout layout) {
+  const int64_t C = weight.size(0);
+  Tensor w = weight.to(at::kFloat).reshape({C, 9});
+  if (layout == Layout::NHWC) w = w.t();  // [9, C]: one tap's weights contiguous across channels
+  DwPacked packed;
+  packed.weight = w.contiguous();
+  if (bias.has_value()) packed.bias = bias->to(at::kFloat).contiguous();
+  if (in_bias.has_value()) packed.in_bias = in_bias->to(at::kFloat).contiguous();
+  return packed;
+}
+
+// Runs the depthwise conv on x (already dense in `layout`) into a new tensor of the same layout.
+Tensor run_dwconv3x3(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias,
+                     int64_t stride, bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = dwconv3x3_out_size(H, stride), Wo = dwconv3x3_out_size(W, stride);
+  Tensor out = at::empty({N, C, Ho, Wo}, x.options().memory_format(memory_format_of(layout)));
+  if (out.numel() == 0) return out;
+  DwPacked packed = pack_dw(weight, bias, in_bias, layout);
+  DwParams p{packed.weight.const_data_ptr<float>(),
+             packed.bias.defined() ? packed.bias.const_data_ptr<float>() : nullptr,
+             packed.in_bias.defined() ? packed.in_bias.const_data_ptr<float>() : nullptr,
+             in_relu, relu, N, C, H, W, Ho, Wo, stride};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shufflekernels.dwconv3x3", [&] {
+    if (layout == Layout::NCHW) {
+      dwconv3x3_nchw<scalar_t>(x.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), p);
+    } else {
+      dwconv3x3_nhwc<scalar_t>(x.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), p);
+    }
+  });
+  return out;
+}
+
+Tensor dwconv3x3_cpu(const Tensor& x_in, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
+                     bool relu) {
+  check_dwconv3x3(x_in, weight, bias, stride);
+  auto [x, layout] = in_kernel_layout(x_in);
+  return run_dwconv3x3(x, layout, weight, bias, stride, relu, c10::nullopt, false);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Units. The 1x1 convolutions are GEMMs (at::mm, MKL/oneDNN inside torch) that write raw products;
+// their bias and ReLU are applied by the pass that reads them next: the depthwise conv (pre-activation)
+// or the final interleave, which writes both branches straight to their shuffled channel positions.
+// ---------------------------------------------------------------------------------------------------
+
+// One branch of the final interleave: out channel 2j + slot = act(src[j] + bias[j]).
+struct BranchSource {
+  const void* data;
+  int64_t stride;      // elements between consecutive pixels (NHWC) or images (NCHW)
+  const float* bias;   // nullptr: the source is already final (the split unit's identity half)
+  bool relu;
+};
+
+template <typename scalar_t>
+inline scalar_t finish(scalar_t v, const BranchSource& s, int64_t j) {
+  if (s.bias == nullptr) return v;
+  float f = static_cast<float>(v) + s.bias[j];
+  return static_cast<scalar_t>(s.relu ? std::max(f, 0.f) : f);
+}
+
+template <typename scalar_t>
+void interleave2_nhwc(const BranchSource& a, const BranchSource& b, int64_t cpg, int64_t pixels, scalar_t* out) {
+  at::parallel_for(0, pixels, grain_for(2 * cpg), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const scalar_t* __restrict pa = static_cast<const scalar_t*>(a.data) + p * a.stride;
+      const scalar_t* __restrict pb = static_cast<const scalar_t*>(b.data) + p * b.stride;
+      scalar_t* __restrict po = out + p * 2 * cpg;
+      for (int64_t j = 0; j < cpg; ++j) {
+        po[2 * j] = finish(pa[j], a, j);
+        po[2 * j + 1] = finish(pb[j], b, j);
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+void interleave2_nchw(const BranchSource& a, const BranchSource& b, int64_t cpg, int64_t N, int64_t HW,
+                      scalar_t* out) {
+  at::parallel_for(0, N * 2 * cpg, grain_for(HW), [&](int64_t begin, int64_t end) {
+    for (int64_t nc = begin; nc < end; ++nc) {
+      const int64_t n = nc / (2 * cpg);
+      const ShuffleSource s = shuffle_source(nc % (2 * cpg), 2);
+      const BranchSource& src = s.group == 0 ? a : b;
+      const scalar_t* __restrict plane = static_cast<const scalar_t*>(src.data) + n * src.stride + s.channel * HW;
+      scalar_t* __restrict oplane = out + nc * HW;
+      if (src.bias == nullptr) {
+        std::memcpy(oplane, plane, HW * sizeof(scalar_t));
+        continue;
+      }
+      const float bias = src.bias[s.channel];
+      for (int64_t k = 0; k < HW; ++k) {
+        float f = static_cast<float>(plane[k]) + bias;
+        oplane[k] = static_cast<scalar_t>(src.relu ? std::max(f, 0.f) : f);
+      }
+    }
+  });
+}
+
+Tensor interleave2(const BranchSource& a, const BranchSource& b, int64_t N, int64_t cpg, int64_t H, int64_t W,
+                   Layout layout, const at::TensorOptions& options) {
+  Tensor out = at::empty({N, 2 * cpg, H, W}, options.memory_format(memory_format_of(layout)));
+  if (out.numel() == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, out.scalar_type(), "shufflekernels.unit", [&] {
+    if (layout == Layout::NHWC) {
+      interleave2_nhwc<scalar_t>(a, b, cpg, N * H * W, out.data_ptr<scalar_t>());
+    } else {
+      interleave2_nchw<scalar_t>(a, b, cpg, N, H * W, out.data_ptr<scalar_t>());
+    }
+  });
+  return out;
+}
+
+Tensor split_unit_cpu(const Tensor& x_in, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw_w,
+                      const Tensor& dw_b, const Tensor& pw2_w, const Tensor& pw2_b) {
+  const int64_t cb = check_split_unit(x_in, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b);
+  auto [x, layout] = in_kernel_layout(x_in);
+  const int64_t N = x.size(0), H = x.size(2), W = x.size(3);
+  if (x.numel() == 0) return at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout)));
+  Tensor x1 = x.narrow(1, 0, cb), x2 = x.narrow(1, cb, cb);
+  Tensor t1 = pointwise_raw(x2, layout, pw1_w);
+  Tensor b1 = pw1_b.to(at::kFloat);
+  Tensor t2 = run_dwconv3x3(t1, layout, dw_w, dw_b, 1, false, b1, true);
+  Tensor y = pointwise_raw(t2, layout, pw2_w);
+  Tensor b2 = pw2_b.to(at::kFloat).contiguous();
+  BranchSource identity{x1.const_data_ptr(), branch_stride(x, layout), nullptr, false};
+  BranchSource branch{y.const_data_ptr(), branch_stride(y, layout), b2.const_data_ptr<float>(), true};
+  return interleave2(identity, branch, N, cb, H, W, layout, x.options());
+}
+
+Tensor down_unit_cpu(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1_b, const Tensor& pw3_w,
+                     const Tensor& pw3_b, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw2_w,
+                     const Tensor& dw2_b, const Tensor& pw2_w, const Tensor& pw2_b) {
+  const int64_t cb = check_down_unit(x_in, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b);
+  auto [x, layout] = in_kernel_layout(x_in);
+  const int64_t N = x.size(0);
+  const int64_t Ho = dwconv3x3_out_size(x.size(2), 2), Wo = dwconv3x3_out_size(x.size(3), 2);
+  if (N == 0) return at::empty({0, 2 * cb, Ho, Wo}, x.options().memory_format(memory_format_of(layout)));
+  // Branch 1: depthwise stride 2 (bias, no ReLU), then raw 1x1.
+  Tensor d1 = run_dwconv3x3(x, layout, dw1_w, dw1_b, 2, false, c10::nullopt, false);
+  Tensor r1 = pointwise_raw(d1, layout, pw3_w);
+  // Branch 2: raw 1x1, depthwise stride 2 reading relu(. + pw1 bias), raw 1x1.
+  Tensor t1 = pointwise_raw(x, layout, pw1_w);
+  Tensor d2 = run_dwconv3x3(t1, layout, dw2_w, dw2_b, 2, false, pw1_b.to(at::kFloat), true);
+  Tensor r2 = pointwise_raw(d2, layout, pw2_w);
+  Tensor b3 = pw3_b.to(at::kFloat).contiguous(), b2 = pw2_b.to(at::kFloat).contiguous();
+  BranchSource s1{r1.const_data_ptr(), branch_stride(r1, layout), b3.const_data_ptr<float>(), true};
+  BranchSource s2{r2.const_data_ptr(), branch_stride(r2, layout), b2.const_data_ptr<float>(), true};
+  return interleave2(s1, s2, N, cb, Ho, Wo, layout, x.options());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(shufflekernels, CPU, m) {
+  m.impl("channel_shuffle", &channel_shuffle_cpu);
+  m.impl("shuffle_cat", &shuffle_cat_cpu);
+  m.impl("dwconv3x3", &dwconv3x3_cpu);
+  m.impl("split_unit", &split_unit_cpu);
+  m.impl("down_unit", &down_unit_cpu);
+}
+
+}  // namespace shufflekernels

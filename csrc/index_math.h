@@ -1,0 +1,48 @@
+// Index math shared by the CPU and CUDA kernels (and so exercised by the CPU tests).
+//
+// Channel shuffle with g groups over C channels (C = g * cpg): the input is seen as
+// [N, g, cpg, H, W] and the output as [N, cpg, g, H, W], so
+//     out[n, j*g + i] = x[n, i*cpg + j].
+// shuffle_cat of g tensors x_0..x_{g-1} of C channels each is the same map with x_i as group i:
+//     out[n, j*g + i] = x_i[n, j].
+// Depthwise 3x3 with padding 1 and stride s: out_size = (in_size + 2 - 3) / s + 1.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define SK_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define SK_HOST_DEVICE inline
+#endif
+
+namespace shufflekernels {
+
+// Output channel -> source (group, channel within group) of a shuffle with `groups` groups.
+struct ShuffleSource {
+  int64_t group;
+  int64_t channel;
+};
+
+SK_HOST_DEVICE ShuffleSource shuffle_source(int64_t out_channel, int64_t groups) {
+  return {out_channel % groups, out_channel / groups};
+}
+
+// Input channel -> output channel of the same shuffle (the inverse map of shuffle_source).
+SK_HOST_DEVICE int64_t shuffle_destination(int64_t group, int64_t channel, int64_t groups) {
+  return channel * groups + group;
+}
+
+SK_HOST_DEVICE int64_t dwconv3x3_out_size(int64_t in_size, int64_t stride) {
+  return (in_size + 2 * 1 - 3) / stride + 1;
+}
+
+// First output position whose 3x3 window lies fully inside [0, in_size): windows start at
+// o*stride - 1, so the left border is o = 0 only. Last interior output: (o*stride + 1) <= in_size-1.
+SK_HOST_DEVICE int64_t dwconv3x3_interior_end(int64_t in_size, int64_t out_size, int64_t stride) {
+  int64_t end = (in_size - 2) / stride + 1;  // outputs o < end have o*stride + 1 <= in_size - 1
+  if (in_size < 2) end = 0;
+  return end < out_size ? end : out_size;
+}
+
+}  // namespace shufflekernels

@@ -1,0 +1,54 @@
+"""shufflekernels: fused CPU, CUDA and Triton kernels for ShuffleNetV2 inference in PyTorch.
+
+    import shufflekernels as sk
+    sk.ops.shuffle_cat([a, b])                    # channel shuffle fused with concat
+    sk.ops.dwconv3x3(x, w, b, stride=2, relu=True)  # depthwise 3x3 with folded BatchNorm
+    sk.backends()                                 # what is built and usable here, and why not
+"""
+
+from __future__ import annotations
+
+from . import _library, ops, reference
+from .reference import fold_bn
+
+__version__ = "0.1.0"
+__all__ = ["ops", "reference", "fold_bn", "backends", "build_info", "__version__"]
+
+
+def build_info() -> dict:
+    """How the native library was built (empty when it is not loaded)."""
+    return dict(_library.BUILD_INFO)
+
+
+def backends() -> dict[str, dict]:
+    """Each backend and device: whether it is built, whether it is usable here, and why not."""
+    import torch
+
+    cuda_device = torch.cuda.is_available()
+    info = _library.BUILD_INFO
+    native_why = _library.LOAD_ERROR
+    result = {
+        "native-cpu": {
+            "built": bool(_library.NATIVE_KERNELS["cpu"]),
+            "usable": bool(_library.NATIVE_KERNELS["cpu"]),
+            "ops": sorted(_library.NATIVE_KERNELS["cpu"]),
+            "why": native_why or f"C++ kernels, {info.get('simd', '?')} compile target, "
+            f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}",
+        },
+        "native-cuda": {
+            "built": bool(_library.NATIVE_KERNELS["cuda"]),
+            "usable": bool(_library.NATIVE_KERNELS["cuda"]) and cuda_device,
+            "ops": sorted(_library.NATIVE_KERNELS["cuda"]),
+            "why": native_why
+            or (
+                f"CUDA kernels for {info.get('cuda_archs')} (CUDA {info.get('cuda_version')})"
+                + ("" if cuda_device else "; no CUDA device visible to torch")
+                if _library.NATIVE_KERNELS["cuda"]
+                else "not compiled: torch is not a CUDA build or no CUDA toolkit was found at build time"
+            ),
+        },
+    }
+    triton_usable, triton_why = _library.triton_status()
+    result["triton"] = {"built": triton_usable, "usable": triton_usable, "ops": [], "why": triton_why}
+    result["reference"] = {"built": True, "usable": True, "ops": list(_library.OPS), "why": "pure PyTorch"}
+    return result

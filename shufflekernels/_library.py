@@ -1,0 +1,62 @@
+"""Loads the compiled op library (shufflekernels._C) and records what each backend can run here.
+
+Nothing here touches a GPU: CUDA kernels count as *built* when they are registered with the
+dispatcher, and as *usable* when, in addition, torch sees a CUDA device.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import warnings
+
+import torch
+
+OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "split_unit", "down_unit")
+
+BUILD_HINT = (
+    "build it with `pip install --no-build-isolation -e .` from the repository root "
+    "(CUDA kernels need a CUDA build of torch and a CUDA toolkit: see the top of setup.py)"
+)
+
+try:
+    from . import _C  # noqa: F401  (importing it registers the schemas and kernels)
+
+    BUILD_INFO: dict = _C.build_info()
+    LOAD_ERROR: str | None = None
+except ImportError as exc:  # the package works without it, on the reference (and Triton) backends
+    BUILD_INFO = {}
+    LOAD_ERROR = f"{type(exc).__name__}: {exc}"
+    warnings.warn(
+        f"shufflekernels: the native op library could not be loaded ({LOAD_ERROR}); "
+        f"only the reference and Triton backends are available. To fix it, {BUILD_HINT}.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+NATIVE_LOADED = LOAD_ERROR is None
+
+
+def _has_kernel(op: str, dispatch_key: str) -> bool:
+    return NATIVE_LOADED and torch._C._dispatch_has_kernel_for_dispatch_key(f"shufflekernels::{op}", dispatch_key)
+
+
+# Which native kernels are registered, decided once at import so that torch.compile reads constants.
+NATIVE_KERNELS: dict[str, frozenset[str]] = {
+    device: frozenset(op for op in OPS if _has_kernel(op, device.upper())) for device in ("cpu", "cuda")
+}
+
+
+@functools.lru_cache(maxsize=None)
+def triton_status() -> tuple[bool, str]:
+    """(usable, why) for the Triton backend on this machine."""
+    try:
+        triton_ops = importlib.import_module("shufflekernels.triton")
+    except ImportError as exc:  # pragma: no cover - triton ships with CUDA builds of torch
+        return False, f"triton is not importable ({exc})"
+    return triton_ops.status()
+
+
+def interpreter_enabled() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
