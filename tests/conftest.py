@@ -1,0 +1,71 @@
+"""Shared test helpers: which backends are built here, input layouts, tolerances.
+
+Tests skip by what is *registered* (is a kernel for this device built and a device present?), never by
+guessing the hardware at collection time, so a CPU-only machine collects and runs everything it can.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from shufflekernels import _library
+
+# dtype -> (atol, rtol) for ops that round (the permutations are compared exactly). Low-precision
+# results are compared against the float32 reference, rounded once.
+TOLERANCES = {
+    torch.float32: (1e-5, 1e-5),
+    torch.float16: (2e-3, 2e-3),
+    torch.bfloat16: (1.6e-2, 1.6e-2),
+}
+
+NATIVE_CPU = "cpu" in _library.NATIVE_KERNELS and bool(_library.NATIVE_KERNELS["cpu"])
+CUDA_USABLE = bool(_library.NATIVE_KERNELS["cuda"]) and torch.cuda.is_available()
+
+requires_native_cpu = pytest.mark.skipif(not NATIVE_CPU, reason="native CPU kernels are not built")
+requires_cuda = pytest.mark.skipif(not CUDA_USABLE, reason="CUDA kernels not built or no CUDA device")
+
+
+def native_devices() -> list:
+    """Devices whose native kernels are built and usable here, as pytest params."""
+    return [
+        pytest.param("cpu", marks=requires_native_cpu),
+        pytest.param("cuda", marks=requires_cuda),
+    ]
+
+
+def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values in another memory layout.
+
+    nchw: contiguous; nhwc: channels_last; strided: a view dense in neither (every other column of a
+    tensor twice as wide, so the kernels must not trust the strides they were written for).
+    """
+    if layout == "nchw":
+        return x.contiguous()
+    if layout == "nhwc":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "strided":
+        n, c, h, w = x.shape
+        wide = torch.zeros(n, c, h, 2 * w, dtype=x.dtype, device=x.device)
+        wide[..., ::2] = x
+        view = wide[..., ::2]
+        if view.numel() > 0 and w > 1:  # an empty or one-column view is dense whatever its strides
+            assert not view.is_contiguous() and not view.is_contiguous(memory_format=torch.channels_last)
+        return view
+    raise ValueError(layout)
+
+
+LAYOUTS = ["nchw", "nhwc", "strided"]
+
+
+def assert_same_format(out: torch.Tensor, inp: torch.Tensor) -> None:
+    """The output keeps a dense input's memory format."""
+    if inp.is_contiguous():
+        assert out.is_contiguous()
+    elif inp.is_contiguous(memory_format=torch.channels_last):
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def assert_close(out: torch.Tensor, ref: torch.Tensor) -> None:
+    atol, rtol = TOLERANCES[out.dtype]
+    torch.testing.assert_close(out.float(), ref.float(), atol=atol, rtol=rtol)

@@ -1,0 +1,245 @@
+"""Parity of every native op against shufflekernels.reference, on CPU (and CUDA where usable)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import shufflekernels as sk
+from shufflekernels import reference as ref
+
+from conftest import LAYOUTS, assert_close, assert_same_format, make_layout, native_devices
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+
+# (N, C, H, W, groups) for channel_shuffle.
+SHUFFLE_SHAPES = [
+    (1, 116, 28, 28, 2),  # x1.0 stage2 at 224x224
+    (2, 232, 14, 14, 2),  # x1.0 stage3, batch 2
+    (1, 58, 7, 7, 2),  # 29 channels per group: not a multiple of any SIMD width
+    (3, 12, 5, 9, 3),  # three groups, odd H and W
+    (2, 24, 4, 4, 4),  # more than two groups
+    (1, 8, 1, 1, 2),  # 1x1 spatial: NCHW and channels_last are the same bytes
+    (1, 6, 3, 3, 1),  # groups=1 is the identity
+    (1, 6, 3, 3, 6),  # groups=C: one channel per group (a transpose)
+    (1, 40, 3, 5, 20),  # more groups than one interleave launch reads on CUDA (16)
+    (0, 8, 4, 4, 2),  # empty batch
+]
+
+
+@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SHUFFLE_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_channel_shuffle(device, layout, shape, dtype):
+    n, c, h, w, g = shape
+    x = make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout)
+    out = sk.ops.channel_shuffle(x, g, backend="native")
+    assert out.shape == x.shape and out.dtype == dtype
+    assert torch.equal(out, ref.channel_shuffle(x.contiguous(), g))
+    assert_same_format(out, x)
+
+
+# (N, C per tensor, H, W, number of tensors) for shuffle_cat.
+SHUFFLE_CAT_SHAPES = [
+    (1, 58, 28, 28, 2),  # x1.0 stage2 split unit: identity half + branch
+    (4, 116, 14, 14, 2),  # x1.0 stage3, batch 4
+    (1, 29, 7, 7, 2),  # odd channel count per tensor
+    (2, 5, 3, 7, 3),  # three tensors, odd sizes
+    (1, 4, 1, 1, 2),  # 1x1 spatial
+    (1, 3, 2, 2, 1),  # a single tensor is a copy
+    (1, 2, 3, 3, 17),  # more tensors than one CUDA interleave launch reads
+    (0, 4, 3, 3, 2),  # empty batch
+]
+
+
+@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SHUFFLE_CAT_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_shuffle_cat(device, layout, shape, dtype):
+    n, c, h, w, g = shape
+    xs = [make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout) for _ in range(g)]
+    out = sk.ops.shuffle_cat(xs, backend="native")
+    assert out.shape == (n, c * g, h, w)
+    assert torch.equal(out, ref.shuffle_cat([x.contiguous() for x in xs]))
+    assert_same_format(out, xs[0])
+
+
+@pytest.mark.parametrize("device", native_devices())
+def test_shuffle_cat_mixed_layouts(device):
+    # The first tensor decides the output layout; the others are read correctly whatever theirs is.
+    a = torch.randn(2, 6, 5, 5, device=device).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(2, 6, 5, 5, device=device)
+    c = make_layout(torch.randn(2, 6, 5, 5, device=device), "strided")
+    out = sk.ops.shuffle_cat([a, b, c], backend="native")
+    assert torch.equal(out, ref.shuffle_cat([a, b, c]))
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_shuffle_cat_is_cat_then_shuffle():
+    # The contract of DESIGN.md, stated once against plain torch.
+    xs = [torch.randn(2, 5, 3, 3) for _ in range(3)]
+    expected = torch.cat(xs, 1).view(2, 3, 5, 3, 3).transpose(1, 2).reshape(2, 15, 3, 3)
+    assert torch.equal(sk.ops.shuffle_cat(xs), expected)
+
+
+# (N, C, H, W, stride) for dwconv3x3.
+DW_SHAPES = [
+    (1, 116, 28, 28, 1),  # x1.0 stage2 split unit
+    (1, 232, 14, 14, 1),  # x1.0 stage3
+    (2, 58, 56, 56, 2),  # x1.0 stage2 down unit branch 2
+    (1, 464, 7, 7, 1),  # x1.0 stage4: few pixels, many channels
+    (3, 13, 9, 11, 1),  # odd everything
+    (2, 7, 7, 9, 2),  # stride 2 on odd H and W: last window overhangs the border
+    (1, 5, 1, 1, 1),  # 1x1 spatial: only the centre tap is inside
+    (1, 5, 1, 1, 2),  # 1x1 spatial at stride 2
+    (1, 3, 2, 3, 2),  # smaller than the window
+    (1, 4, 1, 600, 1),  # a row longer than the CPU kernel's column chunk (256)
+    (0, 8, 5, 5, 2),  # empty batch
+]
+
+
+@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", DW_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_dwconv3x3(device, layout, shape, dtype, relu, with_bias):
+    n, c, h, w, stride = shape
+    x = make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout)
+    weight = torch.randn(c, 1, 3, 3, device=device).to(dtype)
+    bias = torch.randn(c, device=device).to(dtype) if with_bias else None
+    out = sk.ops.dwconv3x3(x, weight, bias, stride=stride, relu=relu, backend="native")
+    expected = ref.dwconv3x3(x, weight, bias, stride=stride, relu=relu)
+    assert out.shape == expected.shape == (n, c, (h - 1) // stride + 1, (w - 1) // stride + 1)
+    assert out.dtype == dtype
+    assert_close(out, expected)
+    assert_same_format(out, x)
+
+
+def _unit_params(c_in: int, cb: int, dtype, device, split: bool):
+    """Folded parameters of a unit with non-trivial values (biases of both signs, so ReLUs clip)."""
+
+    def pw(co, ci):
+        return (torch.randn(co, ci, 1, 1, device=device) / ci**0.5).to(dtype), (0.5 * torch.randn(co, device=device)).to(dtype)
+
+    def dw(ch):
+        return (torch.randn(ch, 1, 3, 3, device=device) / 3).to(dtype), (0.5 * torch.randn(ch, device=device)).to(dtype)
+
+    if split:
+        return (*pw(cb, cb), *dw(cb), *pw(cb, cb))
+    return (*dw(c_in), *pw(cb, c_in), *pw(cb, c_in), *dw(cb), *pw(cb, cb))
+
+
+UNIT_TOLERANCES = {torch.float32: (1e-4, 1e-4), torch.float16: (1e-2, 1e-2), torch.bfloat16: (6e-2, 6e-2)}
+
+# (N, C, H, W) for the split unit (C = 2 * branch channels).
+SPLIT_SHAPES = [
+    (1, 116, 28, 28),  # x1.0 stage2
+    (2, 232, 14, 14),  # x1.0 stage3
+    (1, 48, 28, 28),  # x0.5 stage2
+    (3, 10, 5, 7),  # odd branch width (5) and odd sizes
+    (1, 4, 1, 1),  # 1x1 spatial
+    (0, 8, 3, 3),  # empty batch
+]
+
+
+@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_split_unit(device, layout, shape, dtype):
+    n, c, h, w = shape
+    x = make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout)
+    params = _unit_params(c, c // 2, dtype, device, split=True)
+    out = sk.ops.split_unit(x, *params, backend="native")
+    expected = ref.split_unit(x, *params)
+    assert out.shape == x.shape and out.dtype == dtype
+    atol, rtol = UNIT_TOLERANCES[dtype]
+    torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
+    # The identity half passes through untouched: even output channels are x1 exactly.
+    assert torch.equal(out[:, 0::2], x[:, : c // 2])
+    assert_same_format(out, x)
+
+
+# (N, C_in, H, W, branch channels) for the down unit.
+DOWN_SHAPES = [
+    (1, 24, 56, 56, 58),  # x1.0 stage2 entry
+    (2, 116, 28, 28, 116),  # x1.0 stage3 entry
+    (1, 232, 14, 14, 232),  # x1.0 stage4 entry
+    (2, 6, 7, 9, 5),  # odd sizes at stride 2, odd branch width
+    (1, 3, 1, 1, 2),  # 1x1 spatial
+    (0, 4, 5, 5, 3),  # empty batch
+]
+
+
+@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", DOWN_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_down_unit(device, layout, shape, dtype):
+    n, c, h, w, cb = shape
+    x = make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout)
+    params = _unit_params(c, cb, dtype, device, split=False)
+    out = sk.ops.down_unit(x, *params, backend="native")
+    expected = ref.down_unit(x, *params)
+    assert out.shape == (n, 2 * cb, (h - 1) // 2 + 1, (w - 1) // 2 + 1) and out.dtype == dtype
+    atol, rtol = UNIT_TOLERANCES[dtype]
+    torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
+    assert_same_format(out, x)
+
+
+@pytest.mark.parametrize("device", native_devices())
+def test_units_match_torchvision_structure(device):
+    # The ops on folded parameters equal the reference model's unmodified modules (BN in eval mode).
+    torch.manual_seed(0)
+    model = ref.shufflenet_v2_x0_5()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    model.eval().to(device)
+    down, split = model.stage2[0], model.stage2[1]
+    x = torch.randn(2, 24, 14, 14, device=device)
+    b1, b2 = down.branch1, down.branch2
+    down_params = (
+        *sk.fold_bn(b1[0].weight, b1[1]),
+        *sk.fold_bn(b1[2].weight, b1[3]),
+        *sk.fold_bn(b2[0].weight, b2[1]),
+        *sk.fold_bn(b2[3].weight, b2[4]),
+        *sk.fold_bn(b2[5].weight, b2[6]),
+    )
+    with torch.no_grad():
+        y = sk.ops.down_unit(x, *down_params, backend="native")
+        torch.testing.assert_close(y, down(x), atol=1e-4, rtol=1e-4)
+        s2 = split.branch2
+        split_params = (*sk.fold_bn(s2[0].weight, s2[1]), *sk.fold_bn(s2[3].weight, s2[4]), *sk.fold_bn(s2[5].weight, s2[6]))
+        torch.testing.assert_close(sk.ops.split_unit(y, *split_params, backend="native"), split(y), atol=1e-4, rtol=1e-4)
+
+
+def test_fold_bn_matches_conv_then_bn():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 8, 3, padding=1, bias=True)
+    bn = torch.nn.BatchNorm2d(8).eval()
+    bn.running_mean.uniform_(-1, 1)
+    bn.running_var.uniform_(0.5, 2)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-1, 1)
+    w, b = sk.fold_bn(conv.weight, bn, conv.bias)
+    x = torch.randn(2, 6, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.nn.functional.conv2d(x, w, b, padding=1), bn(conv(x)), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_every_backend_name_computes_the_same(backend):
+    x = torch.randn(2, 8, 6, 6)
+    w, b = torch.randn(8, 1, 3, 3), torch.randn(8)
+    torch.testing.assert_close(
+        sk.ops.dwconv3x3(x, w, b, stride=2, relu=True, backend=backend), ref.dwconv3x3(x, w, b, stride=2, relu=True)
+    )
+    assert torch.equal(sk.ops.channel_shuffle(x, 4, backend=backend), ref.channel_shuffle(x, 4))
