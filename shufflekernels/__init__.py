@@ -9,10 +9,11 @@
 from __future__ import annotations
 
 from . import _library, ops, reference
+from .model import FusedShuffleNetV2
 from .reference import fold_bn
 
 __version__ = "0.1.0"
-__all__ = ["ops", "reference", "fold_bn", "backends", "build_info", "__version__"]
+__all__ = ["ops", "reference", "fold_bn", "FusedShuffleNetV2", "backends", "build_info", "__version__"]
 
 
 def build_info() -> dict:

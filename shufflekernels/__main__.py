@@ -1,0 +1,270 @@
+"""Command line: ``python -m shufflekernels {info,check,bench}``.
+
+info   what is built and usable here, and why not
+check  a quick parity check of every usable backend against the reference, as a table
+bench  the fused model against reference eager and torch.compile: latency, img/s, speed-up, max error
+       (with no command: ``bench`` on the default model, the README's demo)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+
+import shufflekernels as sk
+from shufflekernels import reference as ref
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+# --------------------------------------------------------------------------------------------------
+# info
+# --------------------------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = sk.build_info()
+    print(f"shufflekernels {sk.__version__}, torch {torch.__version__}, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, threads {torch.get_num_threads()}, "
+          f"CUDA device: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    if info:
+        print("native library: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    rows = [[name, "yes" if e["built"] else "no", "yes" if e["usable"] else "no", e["why"]] for name, e in sk.backends().items()]
+    print(_table(rows, ["backend", "built", "usable", "details"]))
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------
+# check
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_cases(device: str, dtype: torch.dtype) -> dict[str, Callable[[str], torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+    x = rand(2, 116, 14, 13).contiguous(memory_format=torch.channels_last)
+    a, b = rand(2, 58, 15, 14), rand(2, 58, 15, 14)
+    w, bias = rand(116, 1, 3, 3), rand(116)
+    cb = 58
+    split = (rand(cb, cb, 1, 1) / 8, rand(cb), rand(cb, 1, 3, 3), rand(cb), rand(cb, cb, 1, 1) / 8, rand(cb))
+    down = (rand(116, 1, 3, 3), rand(116), rand(cb, 116, 1, 1) / 11, rand(cb), rand(cb, 116, 1, 1) / 11, rand(cb),
+            rand(cb, 1, 3, 3), rand(cb), rand(cb, cb, 1, 1) / 8, rand(cb))
+    return {
+        "channel_shuffle": lambda be: sk.ops.channel_shuffle(x, 2, backend=be),
+        "shuffle_cat": lambda be: sk.ops.shuffle_cat([a, b], backend=be),
+        "dwconv3x3 s1 relu": lambda be: sk.ops.dwconv3x3(x, w, bias, stride=1, relu=True, backend=be),
+        "dwconv3x3 s2": lambda be: sk.ops.dwconv3x3(x, w, bias, stride=2, backend=be),
+        "split_unit": lambda be: sk.ops.split_unit(x, *split, backend=be),
+        "down_unit": lambda be: sk.ops.down_unit(x, *down, backend=be),
+    }
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    report = sk.backends()
+    targets = []
+    if report["native-cpu"]["usable"]:
+        targets.append(("native", "cpu"))
+    if report["native-cuda"]["usable"]:
+        targets.append(("native", "cuda"))
+    if report["triton"]["usable"]:
+        targets.append(("triton", "cuda" if torch.cuda.is_available() else "cpu"))
+    rows, failures = [], 0
+    with torch.inference_mode():
+        for backend, device in targets:
+            dtypes = [torch.float32] if device == "cpu" and backend == "triton" else [torch.float32, torch.float16]
+            for dtype in dtypes:
+                for name, run in _check_cases(device, dtype).items():
+                    try:
+                        got, expected = run(backend).float(), run("reference").float()
+                        err = (got - expected).abs().max().item() if got.numel() else 0.0
+                        scale = max(expected.abs().max().item(), 1.0)
+                        limit = (1e-4 if dtype == torch.float32 else 2e-2) * scale
+                        ok = got.shape == expected.shape and err <= limit
+                        rows.append([backend, device, str(dtype).replace("torch.", ""), name, f"{err:.2e}", "ok" if ok else "FAIL"])
+                    except Exception as exc:  # a failing backend is reported, not fatal to the table
+                        ok = False
+                        rows.append([backend, device, str(dtype).replace("torch.", ""), name, "-", f"ERROR {type(exc).__name__}: {exc}"[:80]])
+                    failures += not ok
+    if not targets:
+        print("no accelerated backend is usable here; see `python -m shufflekernels info`")
+        return 1
+    print(_table(rows, ["backend", "device", "dtype", "op", "max abs err", "result"]))
+    print(f"\n{len(rows) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+# --------------------------------------------------------------------------------------------------
+# bench
+# --------------------------------------------------------------------------------------------------
+
+
+def demo_model(width: float, seed: int = 0, num_classes: int = 1000) -> ref.ShuffleNetV2:
+    """The embedded default: the reference model with seeded random weights and non-trivial
+    BatchNorm statistics (no pretrained weights are downloaded), in eval mode."""
+    torch.manual_seed(seed)
+    repeats, channels = ref.WIDTHS[width]
+    model = ref.ShuffleNetV2(repeats, channels, num_classes=num_classes)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _providers(args, model: ref.ShuffleNetV2, device: str, dtype: torch.dtype) -> dict[str, Callable]:
+    providers: dict[str, Callable] = {"reference eager": model}
+    if not args.no_compile:
+        providers["reference torch.compile"] = torch.compile(model)
+    report = sk.backends()
+    if report[f"native-{device}"]["usable"]:
+        providers["fused native"] = sk.FusedShuffleNetV2.from_reference(model, backend="native")
+    if report["triton"]["usable"] and (device == "cuda" or args.triton_on_cpu):
+        providers["fused triton"] = sk.FusedShuffleNetV2.from_reference(model, backend="triton")
+    return providers
+
+
+def run_bench(args: argparse.Namespace) -> list[dict]:
+    device, dtype = args.device, getattr(torch, args.dtype)
+    if device == "cpu":
+        torch.set_num_threads(args.threads)
+    model = demo_model(args.width).to(device=device, dtype=dtype)
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1)).to(device=device, dtype=dtype)
+    results = []
+    with torch.inference_mode():
+        expected = model(x).float()
+        providers = _providers(args, model, device, dtype)
+        times: dict[str, list[float]] = {name: [] for name in providers}
+        errors: dict[str, float] = {}
+        for name, fn in providers.items():
+            print(f"  warming up {name} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            out = fn(x).float()
+            for _ in range(args.warmup):
+                fn(x)
+            errors[name] = ((out - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+            print(f"    ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        # Rounds alternate between providers, so a slow spell of a shared machine hits all of them.
+        for r in range(args.rounds):
+            for name, fn in providers.items():
+                _sync(device)
+                t0 = time.perf_counter()
+                for _ in range(args.iters):
+                    fn(x)
+                _sync(device)
+                times[name].append((time.perf_counter() - t0) / args.iters)
+            if sys.stderr.isatty() or (r + 1) % max(1, args.rounds // 5) == 0:
+                print(f"  round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+    base = statistics.median(times["reference eager"])
+    for name in providers:
+        median = statistics.median(times[name])
+        results.append({
+            "provider": name, "width": args.width, "batch": args.batch, "device": device, "dtype": args.dtype,
+            "threads": args.threads if device == "cpu" else None, "median_ms": median * 1e3,
+            "img_per_s": args.batch / median, "speedup_vs_eager": base / median, "max_rel_err": errors[name],
+        })
+    return results
+
+
+def _plot(results: list[dict], path: str) -> None:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise SystemExit(f"bench: --plot needs matplotlib ({exc}); pip install matplotlib") from exc
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["provider"] for r in results]
+    speed = [r["speedup_vs_eager"] for r in results]
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 1.5))
+    bars = ax.barh(names, speed, color=["#999999" if n.startswith("reference") else "#2a7ab0" for n in names])
+    for bar, r in zip(bars, results):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {r['median_ms']:.2f} ms, {r['img_per_s']:.0f} img/s", va="center")
+    r0 = results[0]
+    ax.set_xlabel("speed-up over reference eager (same run, medians)")
+    ax.set_title(f"ShuffleNetV2 x{r0['width']}, batch {r0['batch']}, {r0['device']} {r0['dtype']}")
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(speed) * 1.6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench: --device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    print(f"ShuffleNetV2 x{args.width}, batch {args.batch}, {args.size}x{args.size}, {args.device} {args.dtype}"
+          + (f", {args.threads} threads" if args.device == "cpu" else ""), file=sys.stderr)
+    results = run_bench(args)
+    rows = [[r["provider"], f"{r['median_ms']:.2f}", f"{r['img_per_s']:.0f}", f"{r['speedup_vs_eager']:.2f}x",
+             f"{r['max_rel_err']:.1e}"] for r in results]
+    print(_table(rows, ["provider", "latency ms", "img/s", "vs eager", "max rel err"]))
+    worst = max(r["max_rel_err"] for r in results)
+    tolerance = 1e-4 if args.dtype == "float32" else 3e-2
+    print(f"\nparity: max relative error {worst:.1e} against reference eager ({'ok' if worst <= tolerance else 'FAIL'}, "
+          f"limit {tolerance:.0e})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    if args.plot:
+        _plot(results, args.plot)
+        print(f"plot written to {args.plot}")
+    return 0 if worst <= tolerance else 1
+
+
+def _bench_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=float, default=1.0, choices=sorted(ref.WIDTHS))
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--size", type=int, default=224, help="input height and width")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
+    p.add_argument("--rounds", type=int, default=15, help="timing rounds, providers interleaved")
+    p.add_argument("--iters", type=int, default=3, help="forwards per round")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--no-compile", action="store_true", help="leave out torch.compile (saves its compile time)")
+    p.add_argument("--triton-on-cpu", action="store_true", help="include the Triton interpreter on CPU (slow)")
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--plot", help="write a bar chart (PNG) to this file")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shufflekernels", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("info", help="what is built and usable here").set_defaults(func=cmd_info)
+    sub.add_parser("check", help="parity of every usable backend against the reference").set_defaults(func=cmd_check)
+    bench = sub.add_parser("bench", help="the fused model against eager and torch.compile")
+    _bench_parser(bench)
+    bench.set_defaults(func=cmd_bench)
+    args = parser.parse_args(argv)
+    if args.command is None:  # the demo: what is here, then parity and speed on the default model
+        cmd_info(args)
+        print()
+        args = parser.parse_args(["bench", *([] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

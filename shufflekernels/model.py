@@ -1,0 +1,196 @@
+"""FusedShuffleNetV2: a drop-in, inference-only ShuffleNetV2 that runs on the fused unit ops.
+
+Built from a torchvision or reference model (or a state_dict of either): every BatchNorm is folded
+into the conv before it once, at build time, and each unit runs as one ``split_unit``/``down_unit`` op.
+The logits equal the source model's in eval mode.
+
+Memory format: the network runs channels_last inside (decided here, once, for any input layout): a
+1x1 conv is then a GEMM on ``[N*H*W, C]``, the depthwise conv vectorises across channels and the
+shuffle is a per-pixel interleave.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import ops
+from . import reference as _reference
+from .reference import fold_bn
+
+__all__ = ["FusedShuffleNetV2"]
+
+
+class _FusedUnit(nn.Module):
+    """One unit's folded parameters, held as buffers (nothing here trains)."""
+
+    PARAMS: tuple[str, ...] = ()
+
+    def __init__(self, tensors: Mapping[str, Tensor], backend: str) -> None:
+        super().__init__()
+        for name in self.PARAMS:
+            self.register_buffer(name, tensors[name].detach().clone().contiguous())
+        self.backend = backend
+
+    def _params(self) -> tuple[Tensor, ...]:
+        return tuple(getattr(self, name) for name in self.PARAMS)
+
+
+class FusedSplitUnit(_FusedUnit):
+    PARAMS = ("pw1_weight", "pw1_bias", "dw_weight", "dw_bias", "pw2_weight", "pw2_bias")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.split_unit(x, *self._params(), backend=self.backend)
+
+
+class FusedDownUnit(_FusedUnit):
+    PARAMS = (
+        "dw1_weight", "dw1_bias", "pw3_weight", "pw3_bias",
+        "pw1_weight", "pw1_bias", "dw2_weight", "dw2_bias", "pw2_weight", "pw2_bias",
+    )  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        return ops.down_unit(x, *self._params(), backend=self.backend)
+
+
+def _fold_unit(unit: nn.Module) -> tuple[type[_FusedUnit], dict[str, Tensor]]:
+    """Folded parameters of a torchvision/reference InvertedResidual (duck-typed)."""
+    b2 = unit.branch2
+    pw1, dw2, pw2 = fold_bn(b2[0].weight, b2[1]), fold_bn(b2[3].weight, b2[4]), fold_bn(b2[5].weight, b2[6])
+    if unit.stride == 1:
+        names = FusedSplitUnit.PARAMS
+        return FusedSplitUnit, dict(zip(names, (*pw1, *dw2, *pw2)))
+    if unit.stride != 2:
+        raise ValueError(f"shufflekernels.FusedShuffleNetV2: a unit expected stride 1 or 2, got {unit.stride}")
+    b1 = unit.branch1
+    dw1, pw3 = fold_bn(b1[0].weight, b1[1]), fold_bn(b1[2].weight, b1[3])
+    return FusedDownUnit, dict(zip(FusedDownUnit.PARAMS, (*dw1, *pw3, *pw1, *dw2, *pw2)))
+
+
+def _width_of(stages_out_channels: list[int]) -> float | None:
+    for width, (_, channels) in _reference.WIDTHS.items():
+        if channels == stages_out_channels:
+            return width
+    return None
+
+
+class FusedShuffleNetV2(nn.Module):
+    """Inference-only ShuffleNetV2 on fused kernels. Build it with ``from_torchvision``,
+    ``from_reference`` or ``from_state_dict``.
+
+    Input ``[N, 3, H, W]`` (NCHW or channels_last, any float dtype the model was moved to);
+    output logits ``[N, num_classes]``.
+    """
+
+    def __init__(self, stem: Mapping[str, Tensor], stages: list[list[tuple[type[_FusedUnit], dict]]],
+                 head: Mapping[str, Tensor], stages_out_channels: list[int], backend: str = "auto") -> None:
+        super().__init__()
+        if backend not in ops.BACKENDS:
+            raise ValueError(f"shufflekernels.FusedShuffleNetV2: argument 'backend' expected one of {ops.BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self.stages_out_channels = list(stages_out_channels)
+        self.width = _width_of(self.stages_out_channels)
+        for name, tensor in {**stem, **head}.items():
+            self.register_buffer(name, tensor.detach().clone().contiguous())
+        self.units = nn.Sequential(*(cls(tensors, backend) for stage in stages for cls, tensors in stage))
+        self.stage_lengths = [len(stage) for stage in stages]
+        self.num_classes = head["fc_weight"].shape[0]
+        super().train(False)
+
+    # ----------------------------------------------------------------------------------------------
+    # Construction
+    # ----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_torchvision(cls, model: nn.Module, backend: str = "auto") -> "FusedShuffleNetV2":
+        """From ``torchvision.models.shufflenet_v2_x*`` (or anything with its structure; torchvision is
+        not imported). The model's BatchNorm running statistics are folded, i.e. eval-mode semantics."""
+        for attr in ("conv1", "stage2", "stage3", "stage4", "conv5", "fc"):
+            if not hasattr(model, attr):
+                raise TypeError(
+                    "shufflekernels.FusedShuffleNetV2.from_torchvision: argument 'model' expected a ShuffleNetV2 "
+                    f"(torchvision's structure, with attribute {attr!r}), got {type(model).__name__}"
+                )
+        with torch.no_grad():
+            stem = dict(zip(("conv1_weight", "conv1_bias"), fold_bn(model.conv1[0].weight, model.conv1[1])))
+            stages = [[_fold_unit(unit) for unit in getattr(model, name)] for name in ("stage2", "stage3", "stage4")]
+            head = dict(zip(("conv5_weight", "conv5_bias"), fold_bn(model.conv5[0].weight, model.conv5[1])))
+            head["fc_weight"], head["fc_bias"] = model.fc.weight.detach(), model.fc.bias.detach()
+        stages_out_channels = [
+            model.conv1[0].out_channels,
+            *(getattr(model, name)[-1].branch2[5].out_channels * 2 for name in ("stage2", "stage3", "stage4")),
+            model.conv5[0].out_channels,
+        ]
+        fused = cls(stem, stages, head, stages_out_channels, backend=backend)
+        return fused.to(device=model.fc.weight.device, dtype=model.fc.weight.dtype)
+
+    @classmethod
+    def from_reference(cls, model: _reference.ShuffleNetV2, backend: str = "auto") -> "FusedShuffleNetV2":
+        """From a ``shufflekernels.reference.ShuffleNetV2``."""
+        if not isinstance(model, _reference.ShuffleNetV2):
+            raise TypeError(
+                "shufflekernels.FusedShuffleNetV2.from_reference: argument 'model' expected "
+                f"shufflekernels.reference.ShuffleNetV2, got {type(model).__name__}"
+            )
+        return cls.from_torchvision(model, backend=backend)
+
+    @classmethod
+    def from_state_dict(cls, state_dict: Mapping[str, Any], width: float = 1.0, num_classes: int = 1000,
+                        backend: str = "auto") -> "FusedShuffleNetV2":
+        """From a torchvision/reference ``state_dict`` of a ``shufflenet_v2_x{width}`` model."""
+        if width not in _reference.WIDTHS:
+            raise ValueError(
+                f"shufflekernels.FusedShuffleNetV2.from_state_dict: argument 'width' expected one of "
+                f"{sorted(_reference.WIDTHS)}, got {width!r}"
+            )
+        repeats, channels = _reference.WIDTHS[width]
+        model = _reference.ShuffleNetV2(repeats, channels, num_classes=num_classes)
+        model.load_state_dict(state_dict)
+        return cls.from_reference(model.eval(), backend=backend)
+
+    # ----------------------------------------------------------------------------------------------
+    # Inference
+    # ----------------------------------------------------------------------------------------------
+
+    def train(self, mode: bool = True) -> "FusedShuffleNetV2":
+        if mode:
+            raise RuntimeError(
+                "shufflekernels.FusedShuffleNetV2 is inference-only (BatchNorm is folded into the convs); "
+                "train the torchvision/reference model and rebuild this one from it"
+            )
+        return super().train(False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(
+                f"shufflekernels.FusedShuffleNetV2: argument 'x' expected shape [N, 3, H, W], got {tuple(x.shape)}"
+            )
+        if torch.is_grad_enabled() and x.requires_grad:
+            raise RuntimeError(
+                "shufflekernels.FusedShuffleNetV2 is inference-only, but its input requires grad under grad mode; "
+                "call it under torch.no_grad() or torch.inference_mode()"
+            )
+        x = x.contiguous(memory_format=torch.channels_last)
+        x = F.relu(F.conv2d(x, self.conv1_weight, self.conv1_bias, stride=2, padding=1))
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        x = self.units(x)
+        x = F.relu(F.conv2d(x, self.conv5_weight, self.conv5_bias))
+        return F.linear(x.mean((2, 3)), self.fc_weight, self.fc_bias)
+
+    def set_backend(self, backend: str) -> "FusedShuffleNetV2":
+        if backend not in ops.BACKENDS:
+            raise ValueError(f"shufflekernels.FusedShuffleNetV2: argument 'backend' expected one of {ops.BACKENDS}, got {backend!r}")
+        self.backend = backend
+        for unit in self.units:
+            unit.backend = backend
+        return self
+
+    def extra_repr(self) -> str:
+        width = f"x{self.width}" if self.width is not None else f"channels={self.stages_out_channels}"
+        return f"width={width}, units={self.stage_lengths}, num_classes={self.num_classes}, backend={self.backend!r}"
+
+    def __repr__(self) -> str:  # the unit list is long and says nothing the summary does not
+        return f"FusedShuffleNetV2({self.extra_repr()})"
