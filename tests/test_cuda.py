@@ -1,0 +1,79 @@
+"""The model on CUDA: parity per dtype, CUDA graph replay, torch.compile. Skipped without a GPU (the
+per-op CUDA parity tables live in test_ops.py, parametrised over devices)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import shufflekernels as sk
+
+from conftest import requires_cuda
+from test_model import assert_logits_match, reference_model
+
+pytestmark = requires_cuda
+
+# dtype -> bound on the relative error of the logits against the float32 reference.
+MODEL_TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 8e-2}
+
+
+@pytest.mark.parametrize("dtype", list(MODEL_TOLERANCE), ids=str)
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("width", [0.5, 1.0, 2.0])
+def test_model_parity_cuda(width, layout, dtype):
+    model = reference_model(width)
+    x = torch.randn(4, 3, 224, 224)
+    with torch.inference_mode():
+        expected = model(x)
+        fused = sk.FusedShuffleNetV2.from_reference(model, backend="native").to("cuda", dtype)
+        xc = x.to("cuda", dtype)
+        if layout == "nhwc":
+            xc = xc.contiguous(memory_format=torch.channels_last)
+        got = fused(xc).float().cpu()
+    if dtype == torch.float32:
+        # TF32 is off by default for matmuls in torch; fp32 parity is as tight as on the CPU.
+        assert_logits_match(got, expected)
+    else:
+        err = ((got - expected).norm() / expected.norm()).item()
+        assert err <= MODEL_TOLERANCE[dtype], f"relative error {err:.2e}"
+
+
+def test_cuda_graph_replay():
+    model = reference_model(1.0)
+    fused = sk.FusedShuffleNetV2.from_reference(model, backend="native").cuda()
+    static_x = torch.randn(8, 3, 224, 224, device="cuda")
+    with torch.inference_mode():
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm up on a side stream, as capture requires
+            for _ in range(2):
+                fused(static_x)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = fused(static_x)
+        for seed in range(3):
+            x = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
+            static_x.copy_(x)
+            graph.replay()
+            assert_logits_match(static_out.cpu(), model(x))
+
+
+def test_compile_cuda():
+    torch._dynamo.reset()
+    model = reference_model(0.5)
+    fused = sk.FusedShuffleNetV2.from_reference(model, backend="native").cuda()
+    x = torch.randn(2, 3, 128, 128)
+    with torch.inference_mode():
+        compiled = torch.compile(fused, fullgraph=True)
+        assert_logits_match(compiled(x.cuda()).cpu(), model(x))
+
+
+def test_ops_follow_the_current_stream_and_device():
+    x = torch.randn(2, 8, 16, 16, device="cuda")
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        out = sk.ops.channel_shuffle(x, 2, backend="native")
+    side.synchronize()
+    assert out.device == x.device
+    assert torch.equal(out.cpu(), sk.reference.channel_shuffle(x.cpu(), 2))
