@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from . import _library, ops, reference
 from .model import FusedShuffleNetV2
 from .reference import fold_bn
@@ -49,7 +51,15 @@ def backends() -> dict[str, dict]:
             ),
         },
     }
+    # Triton kernels are compiled on first use: "built" means triton is installed.
+    from . import triton as triton_ops
+
     triton_usable, triton_why = _library.triton_status()
-    result["triton"] = {"built": triton_usable, "usable": triton_usable, "ops": [], "why": triton_why}
+    result["triton"] = {
+        "built": importlib.util.find_spec("triton") is not None,
+        "usable": triton_usable,
+        "ops": list(triton_ops.OPS),
+        "why": triton_why,
+    }
     result["reference"] = {"built": True, "usable": True, "ops": list(_library.OPS), "why": "pure PyTorch"}
     return result

@@ -49,13 +49,24 @@ NATIVE_KERNELS: dict[str, frozenset[str]] = {
 
 
 @functools.lru_cache(maxsize=None)
-def triton_status() -> tuple[bool, str]:
-    """(usable, why) for the Triton backend on this machine."""
+def _triton_status() -> tuple[bool, str]:
     try:
         triton_ops = importlib.import_module("shufflekernels.triton")
     except ImportError as exc:  # pragma: no cover - triton ships with CUDA builds of torch
         return False, f"triton is not importable ({exc})"
     return triton_ops.status()
+
+
+def triton_status() -> tuple[bool, str]:
+    """(usable, why) for the Triton backend on this machine; cached (``triton_status.cache_clear()``)."""
+    return _triton_status()
+
+
+triton_status.cache_clear = _triton_status.cache_clear
+# A constant to torch.compile, which would otherwise trace into importlib and break the graph of every
+# op called with backend="triton". This is the mark torch.compiler.assume_constant_result sets; calling
+# that would import torch._dynamo (and with it triton) at `import shufflekernels`.
+triton_status._dynamo_marked_constant = True
 
 
 def interpreter_enabled() -> bool:

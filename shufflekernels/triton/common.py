@@ -1,0 +1,139 @@
+"""What every Triton kernel here shares: the tile addressing model, autotune configs, launch helpers.
+
+Addressing model. An activation ``[N, C, H, W]`` is addressed through its four strides, so any strided
+tensor (a channel slice, a permuted view, an expanded one) is read as it is, without a copy. A tile is
+``[pixels, channels]``; the pixel index ``m`` runs over ``(n, h, w)`` flattened, so one tile may span
+image borders and the 7x7 maps of a batch still fill tiles of 64 pixels.
+
+Per layout, decided once by the launcher and passed as the ``*_PIXEL_MAJOR`` constexprs:
+- channels innermost in memory (channels_last): the tile is loaded as stored, ``[P, K]``; Triton
+  specialises the channel stride 1, so the channel axis is contiguous and vectorised;
+- planes innermost (NCHW): the tile is loaded ``[K, P]``, so that consecutive threads read consecutive
+  pixels of one plane, and transposed in registers.
+Either way, the code between load and store sees ``[P, K]``.
+
+Offsets are computed in int64: ``n * stride_n`` passes 2**31 for large batches.
+
+Accumulators start from ``tl.full(.., 0.0, ..)`` rather than ``tl.zeros``: tl.zeros is itself a
+``triton.jit`` function, bound to the compiler or the interpreter when triton is first imported, so it
+fails under TRITON_INTERPRET=1 set after that import (as a test module does); tl.full is a builtin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .. import ops as _ops
+
+
+def interpreting() -> bool:
+    """TRITON_INTERPRET=1: what triton.jit reads when it decorates a kernel, so read the same way here."""
+    return bool(triton.knobs.runtime.interpret)
+
+
+def check_device(op: str, t: Tensor) -> None:
+    """CPU tensors run only under the interpreter. ops.py asks whether the backend is usable on this
+    machine, which a CUDA device makes true, so a CPU tensor can still arrive here."""
+    if t.device.type != "cuda" and not interpreting():
+        raise RuntimeError(
+            f"shufflekernels.{op}: backend 'triton' expected a CUDA tensor (or TRITON_INTERPRET=1 set before "
+            f"the first Triton call), got a tensor on {t.device}"
+        )
+
+
+def autotune_configs(tuned: list[triton.Config], interpreted: triton.Config) -> list[triton.Config]:
+    """``tuned`` on a GPU; the single ``interpreted`` config under the interpreter, where timing a config
+    means running it in numpy: with one config the autotuner does not benchmark at all."""
+    return [interpreted] if interpreting() else tuned
+
+
+def next_pow2(n: int, at_least: int = 16) -> int:
+    """tl.dot and tl.arange want power-of-two blocks, and tl.dot at least 16 per dimension."""
+    return max(at_least, triton.next_power_of_2(max(n, 1)))
+
+
+def channels_innermost(t: Tensor) -> bool:
+    """Whether tiles of ``t`` should be pixel-major: its channel stride is below its column stride."""
+    return t.stride(1) < t.stride(3)
+
+
+def memory_format(t: Tensor) -> torch.memory_format:
+    """The op contract's format rule: channels_last when ``t`` is that and not also NCHW-contiguous."""
+    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def empty_output(like: Tensor, shape) -> Tensor:
+    """The output buffer, in the memory format the op contract (and the fake impl) gives it."""
+    return _ops._empty_like_format(like, shape)
+
+
+def device_guard(t: Tensor):
+    """Triton launches on the current CUDA device; make it the tensor's one."""
+    return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
+
+
+def dw_out(size: int, stride: int) -> int:
+    return _ops._dw_out(size, stride)
+
+
+@triton.jit
+def pixel_coords(m, HW, W):
+    """Flat pixel index -> (n, h, w), each int64 so stride products do not overflow."""
+    n = m // HW
+    r = m - n * HW
+    h = r // W
+    w = r - h * W
+    return n.to(tl.int64), h.to(tl.int64), w.to(tl.int64)
+
+
+@triton.jit
+def load_tile(ptr, pix_off, ch_off, pix_mask, ch_mask, PIXEL_MAJOR: tl.constexpr):
+    """The ``[P, K]`` tile at ``ptr + pix_off[p] + ch_off[k]``, zero where masked."""
+    if PIXEL_MAJOR:
+        tile = tl.load(ptr + pix_off[:, None] + ch_off[None, :], mask=pix_mask[:, None] & ch_mask[None, :], other=0.0)
+    else:
+        tile = tl.trans(
+            tl.load(ptr + ch_off[:, None] + pix_off[None, :], mask=ch_mask[:, None] & pix_mask[None, :], other=0.0)
+        )
+    return tile
+
+
+@triton.jit
+def store_tile(ptr, pix_off, ch_off, tile, pix_mask, ch_mask, PIXEL_MAJOR: tl.constexpr):
+    """Stores the ``[P, K]`` tile at ``ptr + pix_off[p] + ch_off[k]`` where not masked."""
+    if PIXEL_MAJOR:
+        tl.store(ptr + pix_off[:, None] + ch_off[None, :], tile, mask=pix_mask[:, None] & ch_mask[None, :])
+    else:
+        tl.store(ptr + ch_off[:, None] + pix_off[None, :], tl.trans(tile), mask=ch_mask[:, None] & pix_mask[None, :])
+
+
+@triton.jit
+def dw3x3_tile(
+    src, s_n, s_h, s_w, n, ho, wo, H, W, pix_mask,
+    ch, ch_off, ch_mask, dw_w,
+    STRIDE: tl.constexpr, SRC_PIXEL_MAJOR: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Depthwise 3x3 (padding 1) of channels ``ch`` at output pixels ``(n, ho, wo)``: ``[P, K]`` float32.
+
+    The nine taps are nine loads of the same tile shifted in space; neighbouring tiles read the same
+    lines, which L1/L2 serve. Out-of-image taps are masked to zero, which is the padding.
+    """
+    acc = tl.full((BLOCK_P, BLOCK_K), 0.0, tl.float32)
+    base = n * s_n
+    for dy in tl.static_range(3):
+        hi = ho * STRIDE + (dy - 1)
+        row_ok = pix_mask & (hi >= 0) & (hi < H)
+        for dx in tl.static_range(3):
+            wi = wo * STRIDE + (dx - 1)
+            ok = row_ok & (wi >= 0) & (wi < W)
+            x = load_tile(src, base + hi * s_h + wi * s_w, ch_off, ok, ch_mask, SRC_PIXEL_MAJOR).to(tl.float32)
+            tap = tl.load(dw_w + ch * 9 + (dy * 3 + dx), mask=ch_mask, other=0.0).to(tl.float32)
+            acc += x * tap[None, :]
+    return acc

@@ -1,0 +1,87 @@
+"""dwconv3x3: depthwise 3x3 convolution, padding 1, stride 1 or 2, optional bias (a folded BatchNorm)
+and ReLU epilogue.
+
+Index model: ``out[n, c, ho, wo] = b[c] + sum_{dy,dx} w[c, dy, dx] * x[n, c, ho*s + dy - 1, wo*s + dx - 1]``
+with out-of-image taps zero; ``H_out = (H - 1) // s + 1``. One program computes a ``[P, C]`` tile of
+output pixels by channels in float32 (common.dw3x3_tile) and rounds once on store.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .common import (
+    autotune_configs,
+    channels_innermost,
+    check_device,
+    device_guard,
+    dw3x3_tile,
+    dw_out,
+    empty_output,
+    pixel_coords,
+    store_tile,
+)
+
+_CONFIGS = autotune_configs(
+    [
+        triton.Config({"BLOCK_P": 128, "BLOCK_C": 32}, num_warps=4),
+        triton.Config({"BLOCK_P": 32, "BLOCK_C": 128}, num_warps=4),
+        triton.Config({"BLOCK_P": 64, "BLOCK_C": 64}, num_warps=8),
+    ],
+    triton.Config({"BLOCK_P": 32, "BLOCK_C": 16}),
+)
+
+
+@triton.autotune(configs=_CONFIGS, key=["C", "STRIDE", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
+@triton.jit
+def _dwconv3x3_kernel(
+    x, x_sn, x_sc, x_sh, x_sw,
+    weight, bias,
+    out, o_sn, o_sc, o_sh, o_sw,
+    M, C, H, W, W_OUT, HW_OUT,
+    STRIDE: tl.constexpr, HAS_BIAS: tl.constexpr, RELU: tl.constexpr,
+    X_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    pix_mask = m < M
+    ch_mask = c < C
+    n, ho, wo = pixel_coords(m, HW_OUT, W_OUT)
+    acc = dw3x3_tile(
+        x, x_sn, x_sh, x_sw, n, ho, wo, H, W, pix_mask, c, c.to(tl.int64) * x_sc, ch_mask, weight,
+        STRIDE, X_PIXEL_MAJOR, BLOCK_P, BLOCK_C,
+    )
+    if HAS_BIAS:
+        acc += tl.load(bias + c, mask=ch_mask, other=0.0).to(tl.float32)[None, :]
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
+    store_tile(
+        out, n * o_sn + ho * o_sh + wo * o_sw, c.to(tl.int64) * o_sc, acc.to(out.dtype.element_ty),
+        pix_mask, ch_mask, OUT_PIXEL_MAJOR,
+    )
+
+
+def dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> Tensor:
+    check_device("dwconv3x3", x)
+    n, c, h, w = x.shape
+    h_out, w_out = dw_out(h, stride), dw_out(w, stride)
+    out = empty_output(x, (n, c, h_out, w_out))
+    if out.numel() == 0:
+        return out
+    weight = weight.reshape(c, 9).contiguous()
+    m = n * h_out * w_out
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c, meta["BLOCK_C"]))
+
+    with device_guard(x):
+        _dwconv3x3_kernel[grid](
+            x, *x.stride(), weight, weight if bias is None else bias.contiguous(), out, *out.stride(),
+            m, c, h, w, w_out, h_out * w_out,
+            STRIDE=stride, HAS_BIAS=bias is not None, RELU=relu,
+            X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
+        )
+    return out

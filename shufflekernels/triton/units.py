@@ -1,0 +1,256 @@
+"""The ShuffleNetV2 units, each in two kernels.
+
+Math (DESIGN.md, every conv's BatchNorm folded into weight and bias):
+    split unit (stride 1): x1, x2 = x.chunk(2, 1); y = relu(pw2(dw(relu(pw1(x2))))); out = shuffle_cat([x1, y])
+    down unit (stride 2):  b1 = relu(pw3(dw1_s2(x))); b2 = relu(pw2(dw2_s2(relu(pw1(x))))); out = shuffle_cat([b1, b2])
+so with B output channels per branch, ``out[:, 2j] = x1[:, j]`` (or ``b1[:, j]``) and ``out[:, 2j+1] = y[:, j]``
+(or ``b2[:, j]``): the shuffle is only the channel index of the stores.
+
+Why two kernels. The depthwise conv needs ``relu(pw1(.))`` at the 8 neighbours of each pixel, i.e. on a
+halo around the tile, and Triton gives no way to shift a register tile in space. The alternatives are
+recomputing pw1 at all nine tap positions (9x the GEMM work of pw1, which makes the unit compute-bound
+at the wide widths) or a hand-managed halo in scratch memory with a barrier. Instead:
+
+  kernel A (_pointwise_relu_kernel): t = relu(pw1(x2)) (or of x), a GEMM over a tile of pixels with
+      tl.dot, written pixel-major ([N, H, W, B], channels innermost) in x's dtype;
+  kernel B (_unit_tail_kernel): per tile of output pixels, dw3x3 of t in registers (nine shifted loads,
+      served by L1/L2), then pw2 with tl.dot over the channel blocks, bias, ReLU, stored to the odd
+      output channels; the same program writes the even channels: the identity copy of x1 (split unit)
+      or branch 1, dw1_s2 + pw3 on x (down unit), computed the same way. One accumulator is live at a time.
+
+Traffic per pixel of the split unit: x read once, t written once and read once, out written once; that
+is 1.5x the floor of one read and one write of x. t is rounded to x's dtype, as is the depthwise output
+before its tl.dot; both accumulate in float32. float32 inputs use tl.dot with input_precision="ieee",
+since TF32 would not meet float32 tolerances.
+
+Tiles and layouts follow common.py: x and out are read and written through their strides, pixel-major
+or plane-major by layout; t is always pixel-major, since it only ever feeds channel-reducing GEMMs.
+When the branch has more channels than BLOCK_N, kernel B computes the depthwise tile once per
+output-channel block; BLOCK_N covers the whole branch up to 128 channels on a GPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .common import (
+    autotune_configs,
+    channels_innermost,
+    check_device,
+    device_guard,
+    dw3x3_tile,
+    dw_out,
+    empty_output,
+    interpreting,
+    load_tile,
+    next_pow2,
+    pixel_coords,
+    store_tile,
+)
+
+# Under the interpreter the blocks are small so that the test shapes cross several channel blocks and
+# K iterations; on a GPU one block covers a branch of up to 128 channels (x0.5 and x1.0 up to stage3).
+_MAX_BLOCK_N = 32 if interpreting() else 128
+
+_POINTWISE_CONFIGS = autotune_configs(
+    [
+        triton.Config({"BLOCK_P": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
+        triton.Config({"BLOCK_P": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+    ],
+    triton.Config({"BLOCK_P": 32, "BLOCK_K": 16}),
+)
+
+_TAIL_CONFIGS = autotune_configs(
+    [
+        triton.Config({"BLOCK_P": 64, "BLOCK_K": 32}, num_warps=4, num_stages=2),
+        triton.Config({"BLOCK_P": 128, "BLOCK_K": 32}, num_warps=8, num_stages=2),
+    ],
+    triton.Config({"BLOCK_P": 32, "BLOCK_K": 16}),
+)
+
+
+@triton.jit
+def _mma(a, b, acc, IEEE: tl.constexpr):
+    if IEEE:
+        acc = tl.dot(a, b, acc, input_precision="ieee")
+    else:
+        acc = tl.dot(a, b, acc)
+    return acc
+
+
+@triton.jit
+def _load_pw_weight(pw_w, k, k_mask, co, co_mask, C_IN):
+    """``[K, N]`` tile of a 1x1 conv weight stored ``[C_out, C_in]``: the B operand of out = in @ w^T."""
+    return tl.load(pw_w + co[None, :] * C_IN + k[:, None], mask=k_mask[:, None] & co_mask[None, :], other=0.0)
+
+
+@triton.autotune(configs=_POINTWISE_CONFIGS, key=["C_IN", "C_OUT", "X_PIXEL_MAJOR"])
+@triton.jit
+def _pointwise_relu_kernel(
+    x, x_sn, x_sc, x_sh, x_sw,
+    weight, bias, t,
+    M, HW, W, C_IN, C_OUT,
+    X_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    co = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    pix_mask = m < M
+    co_mask = co < C_OUT
+    n, h, w = pixel_coords(m, HW, W)
+    x_pix = n * x_sn + h * x_sh + w * x_sw
+    acc = tl.full((BLOCK_P, BLOCK_N), 0.0, tl.float32)
+    for k0 in range(0, C_IN, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = k < C_IN
+        a = load_tile(x, x_pix, k.to(tl.int64) * x_sc, pix_mask, k_mask, X_PIXEL_MAJOR)
+        acc = _mma(a, _load_pw_weight(weight, k, k_mask, co, co_mask, C_IN), acc, IEEE)
+    acc += tl.load(bias + co, mask=co_mask, other=0.0).to(tl.float32)[None, :]
+    acc = tl.maximum(acc, 0.0)
+    t_ptrs = t + m.to(tl.int64)[:, None] * C_OUT + co[None, :]
+    tl.store(t_ptrs, acc.to(t.dtype.element_ty), mask=pix_mask[:, None] & co_mask[None, :])
+
+
+@triton.jit
+def _dw_pw_relu(
+    src, s_n, s_c, s_h, s_w, C_IN,
+    n, ho, wo, H, W, pix_mask,
+    dw_w, dw_b, pw_w, pw_b, co, co_mask,
+    STRIDE: tl.constexpr, SRC_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """relu(pw(dw3x3_s(src) + dw_b) + pw_b) at output pixels (n, ho, wo), channels co: [P, N] float32."""
+    acc = tl.full((BLOCK_P, BLOCK_N), 0.0, tl.float32)
+    for k0 in range(0, C_IN, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = k < C_IN
+        d = dw3x3_tile(
+            src, s_n, s_h, s_w, n, ho, wo, H, W, pix_mask, k, k.to(tl.int64) * s_c, k_mask, dw_w,
+            STRIDE, SRC_PIXEL_MAJOR, BLOCK_P, BLOCK_K,
+        )
+        d += tl.load(dw_b + k, mask=k_mask, other=0.0).to(tl.float32)[None, :]
+        wt = _load_pw_weight(pw_w, k, k_mask, co, co_mask, C_IN)
+        acc = _mma(d.to(wt.dtype), wt, acc, IEEE)
+    acc += tl.load(pw_b + co, mask=co_mask, other=0.0).to(tl.float32)[None, :]
+    return tl.maximum(acc, 0.0)
+
+
+@triton.autotune(
+    configs=_TAIL_CONFIGS,
+    key=["C_A", "C_B", "C_OUT", "STRIDE", "A_IS_IDENTITY", "A_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"],
+)
+@triton.jit
+def _unit_tail_kernel(
+    a, a_sn, a_sc, a_sh, a_sw, C_A, a_dw_w, a_dw_b, a_pw_w, a_pw_b,
+    b, b_sn, b_sc, b_sh, b_sw, C_B, b_dw_w, b_dw_b, b_pw_w, b_pw_b,
+    out, o_sn, o_sc, o_sh, o_sw,
+    M, H, W, W_OUT, HW_OUT, C_OUT,
+    STRIDE: tl.constexpr, A_IS_IDENTITY: tl.constexpr,
+    A_PIXEL_MAJOR: tl.constexpr, B_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    co = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
+    pix_mask = m < M
+    co_mask = co < C_OUT
+    n, ho, wo = pixel_coords(m, HW_OUT, W_OUT)
+    o_pix = n * o_sn + ho * o_sh + wo * o_sw
+    co64 = co.to(tl.int64)
+
+    if A_IS_IDENTITY:
+        # Stride 1, so output pixel (ho, wo) is input pixel (ho, wo); copied bit for bit.
+        ya = load_tile(a, n * a_sn + ho * a_sh + wo * a_sw, co64 * a_sc, pix_mask, co_mask, A_PIXEL_MAJOR)
+    else:
+        ya = _dw_pw_relu(
+            a, a_sn, a_sc, a_sh, a_sw, C_A, n, ho, wo, H, W, pix_mask,
+            a_dw_w, a_dw_b, a_pw_w, a_pw_b, co, co_mask,
+            STRIDE, A_PIXEL_MAJOR, IEEE, BLOCK_P, BLOCK_N, BLOCK_K,
+        )
+    store_tile(out, o_pix, (2 * co64) * o_sc, ya.to(out.dtype.element_ty), pix_mask, co_mask, OUT_PIXEL_MAJOR)
+
+    yb = _dw_pw_relu(
+        b, b_sn, b_sc, b_sh, b_sw, C_B, n, ho, wo, H, W, pix_mask,
+        b_dw_w, b_dw_b, b_pw_w, b_pw_b, co, co_mask,
+        STRIDE, B_PIXEL_MAJOR, IEEE, BLOCK_P, BLOCK_N, BLOCK_K,
+    )
+    store_tile(out, o_pix, (2 * co64 + 1) * o_sc, yb.to(out.dtype.element_ty), pix_mask, co_mask, OUT_PIXEL_MAJOR)
+
+
+def _pw(weight: Tensor) -> Tensor:
+    return weight.reshape(weight.shape[0], weight.shape[1]).contiguous()
+
+
+def _dw(weight: Tensor) -> Tensor:
+    return weight.reshape(weight.shape[0], 9).contiguous()
+
+
+def _pointwise_relu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """relu(x @ weight^T + bias) per pixel, returned as an [N, C_out, H, W] view of a pixel-major buffer."""
+    n, c_in, h, w = x.shape
+    c_out = weight.shape[0]
+    t = torch.empty((n, h, w, c_out), dtype=x.dtype, device=x.device)
+    m = n * h * w
+    block_n = min(next_pow2(c_out), _MAX_BLOCK_N)
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c_out, block_n))
+
+    _pointwise_relu_kernel[grid](
+        x, *x.stride(), _pw(weight), bias.contiguous(), t, m, h * w, w, c_in, c_out,
+        X_PIXEL_MAJOR=channels_innermost(x), IEEE=x.dtype == torch.float32, BLOCK_N=block_n,
+    )
+    return t.permute(0, 3, 1, 2)
+
+
+def _unit_tail(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: int, h: int, w: int) -> None:
+    """Launches kernel B; ``a_params`` None makes branch a the identity copy of ``a``."""
+    n, c_out2, h_out, w_out = out.shape
+    c_out = c_out2 // 2
+    m = n * h_out * w_out
+    block_n = min(next_pow2(c_out), _MAX_BLOCK_N)
+    b_dw_w, b_dw_b, b_pw_w, b_pw_b = b_params
+    a_is_identity = a_params is None
+    a_dw_w, a_dw_b, a_pw_w, a_pw_b = b_params if a_is_identity else a_params
+
+    def grid(meta):
+        return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c_out, block_n))
+
+    _unit_tail_kernel[grid](
+        a, *a.stride(), a.shape[1], _dw(a_dw_w), a_dw_b.contiguous(), _pw(a_pw_w), a_pw_b.contiguous(),
+        b, *b.stride(), b.shape[1], _dw(b_dw_w), b_dw_b.contiguous(), _pw(b_pw_w), b_pw_b.contiguous(),
+        out, *out.stride(),
+        m, h, w, w_out, h_out * w_out, c_out,
+        STRIDE=stride, A_IS_IDENTITY=a_is_identity,
+        A_PIXEL_MAJOR=channels_innermost(a), B_PIXEL_MAJOR=channels_innermost(b),
+        OUT_PIXEL_MAJOR=channels_innermost(out), IEEE=out.dtype == torch.float32, BLOCK_N=block_n,
+    )
+
+
+def split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> Tensor:
+    check_device("split_unit", x)
+    n, c, h, w = x.shape
+    out = empty_output(x, x.shape)
+    if out.numel() == 0:
+        return out
+    branch = c // 2
+    with device_guard(x):
+        t = _pointwise_relu(x[:, branch:], pw1_w, pw1_b)
+        _unit_tail(out, x[:, :branch], None, t, (dw_w, dw_b, pw2_w, pw2_b), 1, h, w)
+    return out
+
+
+def down_unit(x, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b) -> Tensor:
+    check_device("down_unit", x)
+    n, _, h, w = x.shape
+    branch = pw1_w.shape[0]
+    out = empty_output(x, (n, 2 * branch, dw_out(h, 2), dw_out(w, 2)))
+    if out.numel() == 0:
+        return out
+    with device_guard(x):
+        t = _pointwise_relu(x, pw1_w, pw1_b)
+        _unit_tail(out, x, (dw1_w, dw1_b, pw3_w, pw3_b), t, (dw2_w, dw2_b, pw2_w, pw2_b), 2, h, w)
+    return out
