@@ -116,7 +116,14 @@ if sanitize:
     cxx_flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
     link_flags += ["-fsanitize=address,undefined"]
 
-sources = ["csrc/python_module.cpp", "csrc/schema.cpp", "csrc/cpu/kernels_cpu.cpp"]
+sources = [
+    "csrc/python_module.cpp",
+    "csrc/schema.cpp",
+    "csrc/cpu/kernels_cpu.cpp",
+    "csrc/cpu/engine_baseline.cpp",
+    "csrc/cpu/engine_avx2.cpp",
+    "csrc/cpu/engine_avx512.cpp",
+]
 extra_compile_args = {"cxx": cxx_flags}
 extension_cls = CppExtension
 if with_cuda:

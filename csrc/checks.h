@@ -92,6 +92,14 @@ inline void check_dwconv3x3(const at::Tensor& x, const at::Tensor& weight, const
   check_dw_params(op, "weight", "bias", x, weight, bias);
 }
 
+inline void check_pointwise(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const char* op = "pointwise";
+  check_rank(op, "x", x, 4);
+  check_float_dtype(op, "x", x);
+  check_rank(op, "weight", weight, 4);
+  check_pw_params(op, "weight", "bias", x, weight, bias, weight.size(0), x.size(1));
+}
+
 // The two layouts the kernels read: dense NCHW, or dense channels_last (NHWC in memory).
 enum class Layout { NCHW, NHWC };
 

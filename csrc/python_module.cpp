@@ -7,6 +7,7 @@
 #include <string>
 
 #include "build_info.h"
+#include "cpu/engine.h"
 
 namespace {
 
@@ -23,6 +24,8 @@ PyObject* build_info(PyObject*, PyObject*) {
   set_str("cuda_archs", SK_CUDA_ARCHS);
   set_str("cuda_version", SK_CUDA_VERSION);
   set_str("simd", shufflekernels::compiled_simd_level());
+  // The CPU engine variant chosen for this machine at run time (AVX-512, AVX2 or baseline).
+  set_str("cpu_engine_isa", shufflekernels::cpu::kernels().isa);
   set_str("torch_version", SK_TORCH_VERSION);
   set_str("build_type", SK_BUILD_TYPE);
   return info;
@@ -30,7 +33,7 @@ PyObject* build_info(PyObject*, PyObject*) {
 
 PyMethodDef methods[] = {
     {"build_info", build_info, METH_NOARGS,
-     "How this library was built: backends compiled, CUDA archs, SIMD level, torch version."},
+     "How this library was built (backends, CUDA archs, SIMD level, torch version) and the CPU engine variant in use."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", "shufflekernels op library loader", -1, methods};

@@ -13,6 +13,9 @@ TORCH_LIBRARY(shufflekernels, m) {
   m.def("shuffle_cat(Tensor[] tensors) -> Tensor");
   // Depthwise 3x3, padding 1, stride 1 or 2; weight [C, 1, 3, 3], bias [C]; optional ReLU.
   m.def("dwconv3x3(Tensor x, Tensor weight, Tensor? bias, int stride, bool relu) -> Tensor");
+  // relu(conv1x1(x, weight) + bias): weight [Cout, Cin, 1, 1], bias [Cout] (a folded BatchNorm). The
+  // network's conv5, and the first 1x1 conv of every unit branch.
+  m.def("pointwise(Tensor x, Tensor weight, Tensor bias) -> Tensor");
   // Stride-1 ShuffleNetV2 unit on folded parameters (DESIGN.md, "Split unit"):
   // x1, x2 = x.chunk(2, 1); y = relu(pw2(dw(relu(pw1(x2))))); out = shuffle_cat([x1, y]).
   m.def(

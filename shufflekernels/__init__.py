@@ -35,8 +35,8 @@ def backends() -> dict[str, dict]:
             "built": bool(_library.NATIVE_KERNELS["cpu"]),
             "usable": bool(_library.NATIVE_KERNELS["cpu"]),
             "ops": sorted(_library.NATIVE_KERNELS["cpu"]),
-            "why": native_why or f"C++ kernels, {info.get('simd', '?')} compile target, "
-            f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}",
+            "why": native_why or f"C++ kernels; float32 channels_last engine: {info.get('cpu_engine_isa', '?')} "
+            f"(chosen at run time); torch CPU capability {torch.backends.cpu.get_cpu_capability()}",
         },
         "native-cuda": {
             "built": bool(_library.NATIVE_KERNELS["cuda"]),

@@ -13,7 +13,7 @@ import warnings
 
 import torch
 
-OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "split_unit", "down_unit")
+OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "split_unit", "down_unit")
 
 BUILD_HINT = (
     "build it with `pip install --no-build-isolation -e .` from the repository root "

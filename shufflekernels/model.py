@@ -24,26 +24,44 @@ from .reference import fold_bn
 __all__ = ["FusedShuffleNetV2"]
 
 
+def _k_major(weight: Tensor) -> Tensor:
+    """A 1x1 conv weight [Cout, Cin, 1, 1] with the same values, stored transposed (input channel
+    major): the layout the CPU GEMM reads in place and cuBLAS reads as a plain transpose."""
+    c_out, c_in = weight.shape[:2]
+    return weight.reshape(c_out, c_in).t().contiguous().t().reshape(c_out, c_in, 1, 1)
+
+
 class _FusedUnit(nn.Module):
     """One unit's folded parameters, held as buffers (nothing here trains)."""
 
     PARAMS: tuple[str, ...] = ()
+    OP = ""
 
     def __init__(self, tensors: Mapping[str, Tensor], backend: str) -> None:
         super().__init__()
         for name in self.PARAMS:
-            self.register_buffer(name, tensors[name].detach().clone().contiguous())
+            t = tensors[name].detach()
+            # clone() keeps strides, so the transposed storage of the 1x1 weights survives; so do
+            # .to() and load_state_dict(), which copy into these buffers.
+            self.register_buffer(name, _k_major(t) if name.startswith("pw") and name.endswith("_weight") else t.clone().contiguous())
         self.backend = backend
 
-    def _params(self) -> tuple[Tensor, ...]:
-        return tuple(getattr(self, name) for name in self.PARAMS)
+    def forward(self, x: Tensor) -> Tensor:
+        return _run(self.OP, self.backend, x, *(self._buffers[name] for name in self.PARAMS))
+
+
+def _run(op: str, backend: str, x: Tensor, *params: Tensor) -> Tensor:
+    """One of the ops on the backend the model was built for. The native op is called straight through
+    the dispatcher: it checks its inputs itself, and the Python checks of ops.py would cost more than a
+    small unit's kernels at batch 1."""
+    if ops.resolve_backend(op, backend, x.device) == "native":
+        return getattr(torch.ops.shufflekernels, op).default(x, *params)
+    return getattr(ops, op)(x, *params, backend=backend)
 
 
 class FusedSplitUnit(_FusedUnit):
     PARAMS = ("pw1_weight", "pw1_bias", "dw_weight", "dw_bias", "pw2_weight", "pw2_bias")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return ops.split_unit(x, *self._params(), backend=self.backend)
+    OP = "split_unit"
 
 
 class FusedDownUnit(_FusedUnit):
@@ -51,9 +69,7 @@ class FusedDownUnit(_FusedUnit):
         "dw1_weight", "dw1_bias", "pw3_weight", "pw3_bias",
         "pw1_weight", "pw1_bias", "dw2_weight", "dw2_bias", "pw2_weight", "pw2_bias",
     )  # fmt: skip
-
-    def forward(self, x: Tensor) -> Tensor:
-        return ops.down_unit(x, *self._params(), backend=self.backend)
+    OP = "down_unit"
 
 
 def _fold_unit(unit: nn.Module) -> tuple[type[_FusedUnit], dict[str, Tensor]]:
@@ -94,7 +110,7 @@ class FusedShuffleNetV2(nn.Module):
         self.stages_out_channels = list(stages_out_channels)
         self.width = _width_of(self.stages_out_channels)
         for name, tensor in {**stem, **head}.items():
-            self.register_buffer(name, tensor.detach().clone().contiguous())
+            self.register_buffer(name, _k_major(tensor) if name == "conv5_weight" else tensor.detach().clone().contiguous())
         self.units = nn.Sequential(*(cls(tensors, backend) for stage in stages for cls, tensors in stage))
         self.stage_lengths = [len(stage) for stage in stages]
         self.num_classes = head["fc_weight"].shape[0]
@@ -177,7 +193,7 @@ class FusedShuffleNetV2(nn.Module):
         x = F.relu(F.conv2d(x, self.conv1_weight, self.conv1_bias, stride=2, padding=1))
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         x = self.units(x)
-        x = F.relu(F.conv2d(x, self.conv5_weight, self.conv5_bias))
+        x = _run("pointwise", self.backend, x, self.conv5_weight, self.conv5_bias)
         return F.linear(x.mean((2, 3)), self.fc_weight, self.fc_bias)
 
     def set_backend(self, backend: str) -> "FusedShuffleNetV2":

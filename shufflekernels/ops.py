@@ -22,7 +22,7 @@ from torch import Tensor
 from . import _library
 from . import reference as _reference
 
-__all__ = ["channel_shuffle", "shuffle_cat", "dwconv3x3", "split_unit", "down_unit", "BACKENDS", "resolve_backend"]
+__all__ = ["channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "split_unit", "down_unit", "BACKENDS", "resolve_backend"]
 
 Backend = Literal["auto", "native", "triton", "reference"]
 BACKENDS = ("auto", "native", "triton", "reference")
@@ -112,6 +112,12 @@ def _check_dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int
     _check_dw("dwconv3x3", x, weight, bias, ("weight", "bias"), x.shape[1])
 
 
+def _check_pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> None:
+    _check_tensor("pointwise", "x", x)
+    _check_tensor("pointwise", "weight", weight)
+    _check_pw("pointwise", x, weight, bias, ("weight", "bias"), weight.shape[0], x.shape[1])
+
+
 def _check_split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> None:
     op = "split_unit"
     _check_tensor(op, "x", x)
@@ -173,6 +179,12 @@ def resolve_backend(op: str, backend: str, device: torch.device) -> str:
         usable, why = _library.triton_status()
         if not usable:
             raise RuntimeError(f"shufflekernels.{op}: backend 'triton' is not usable here: {why}")
+        if device_type == "cpu" and not _library.interpreter_enabled():
+            # Triton compiles for GPUs; it reads CPU tensors only through its interpreter.
+            raise RuntimeError(
+                f"shufflekernels.{op}: backend 'triton' expected CUDA tensors (or TRITON_INTERPRET=1 for CPU "
+                f"tensors), got a {device_type} tensor"
+            )
         return "triton"
     if backend == "reference":
         return "reference"
@@ -259,6 +271,23 @@ def dwconv3x3(
     if chosen == "triton":
         return _triton_ops().dwconv3x3(x, weight, bias, stride, relu)
     return _reference.dwconv3x3(x, weight, bias, stride=stride, relu=relu)
+
+
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor, *, backend: Backend = "auto") -> Tensor:
+    """A 1x1 convolution with a folded BatchNorm and ReLU: ``relu(conv1x1(x, weight) + bias)``.
+
+    x: ``[N, Cin, H, W]``; weight: ``[Cout, Cin, 1, 1]`` (any strides: the CPU engine reads a weight
+    stored transposed in place); bias: ``[Cout]``. Returns ``[N, Cout, H, W]`` in x's memory format.
+    Inference-only.
+    """
+    _check_pointwise(x, weight, bias)
+    _check_inference("pointwise", (x, weight, bias))
+    chosen = resolve_backend("pointwise", backend, x.device)
+    if chosen == "native":
+        return torch.ops.shufflekernels.pointwise(x, weight, bias)
+    if chosen == "triton":
+        return _triton_ops().pointwise(x, weight, bias)
+    return _reference.pointwise(x, weight, bias)
 
 
 def split_unit(
@@ -355,6 +384,12 @@ if _library.NATIVE_LOADED:
         _check_dwconv3x3(x, weight, bias, stride, relu)
         n, c, h, w = x.shape
         return _empty_like_format(x, (n, c, _dw_out(h, stride), _dw_out(w, stride)))
+
+    @torch.library.register_fake("shufflekernels::pointwise")
+    def _pointwise_fake(x, weight, bias):
+        _check_pointwise(x, weight, bias)
+        n, _, h, w = x.shape
+        return _empty_like_format(x, (n, weight.shape[0], h, w))
 
     @torch.library.register_fake("shufflekernels::split_unit")
     def _split_unit_fake(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b):

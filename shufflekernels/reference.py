@@ -19,6 +19,7 @@ __all__ = [
     "shuffle_cat",
     "dwconv3x3",
     "fold_bn",
+    "pointwise",
     "split_unit",
     "down_unit",
     "InvertedResidual",
@@ -88,6 +89,12 @@ def fold_bn(conv_weight: Tensor, bn: nn.BatchNorm2d, conv_bias: Tensor | None = 
     if conv_bias is not None:
         bias = bias + conv_bias.detach().double() * scale
     return weight.to(conv_weight.dtype), bias.to(conv_weight.dtype)
+
+
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``relu(conv1x1(x, weight) + bias)``: x ``[N, Cin, H, W]``, weight ``[Cout, Cin, 1, 1]``, bias ``[Cout]``.
+    Computed in float32 and rounded once; keeps x's memory format."""
+    return _pointwise(x, weight, bias, relu=True).to(x.dtype).contiguous(memory_format=_memory_format(x))
 
 
 def _pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool) -> Tensor:

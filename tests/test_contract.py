@@ -52,6 +52,9 @@ BAD_INPUTS = {
     "dwconv3x3 zero width": (lambda: ops.dwconv3x3(torch.randn(1, 8, 5, 0), w8), lambda: torch.ops.shufflekernels.dwconv3x3(torch.randn(1, 8, 5, 0), w8, None, 1, False), ValueError, "dwconv3x3", "x"),
     "dwconv3x3 integer dtype": (lambda: ops.dwconv3x3(x4.long(), w8.long()), lambda: torch.ops.shufflekernels.dwconv3x3(x4.long(), w8.long(), None, 1, False), TypeError, "dwconv3x3", "x"),
     "dwconv3x3 relu not bool": (lambda: ops.dwconv3x3(x4, w8, relu=1), None, TypeError, "dwconv3x3", "relu"),
+    "pointwise weight channels": (lambda: ops.pointwise(x4, torch.randn(6, 4, 1, 1), torch.randn(6)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 4, 1, 1), torch.randn(6)), ValueError, "pointwise", "weight"),
+    "pointwise bias shape": (lambda: ops.pointwise(x4, torch.randn(6, 8, 1, 1), torch.randn(5)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 8, 1, 1), torch.randn(5)), ValueError, "pointwise", "bias"),
+    "pointwise 3x3 weight": (lambda: ops.pointwise(x4, torch.randn(6, 8, 3, 3), torch.randn(6)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 8, 3, 3), torch.randn(6)), ValueError, "pointwise", "weight"),
     "split_unit odd channels": (lambda: ops.split_unit(torch.randn(1, 7, 4, 4), *([torch.randn(3)] * 6)), None, ValueError, "split_unit", "x"),
     "split_unit weight shape": (lambda: ops.split_unit(x4, torch.randn(4, 4, 1, 1), b8, w8, b8, torch.randn(4, 4, 1, 1), b8), None, ValueError, "split_unit", "pw1_bias"),
     "down_unit dw1 channels": (lambda: ops.down_unit(x4, torch.randn(4, 1, 3, 3), *([torch.randn(4)] * 9)), None, ValueError, "down_unit", "pw1_weight"),
@@ -190,6 +193,8 @@ def _opcheck_cases():
         "shuffle_cat grad": ("shuffle_cat", ([torch.randn(2, 3, 4, 4, requires_grad=True) for _ in range(2)],)),
         "dwconv3x3": ("dwconv3x3", (torch.randn(2, 8, 7, 7), w8, b8, 2, True)),
         "dwconv3x3 no bias nhwc": ("dwconv3x3", (nhwc, w8, None, 1, False)),
+        "pointwise": ("pointwise", (torch.randn(2, 8, 5, 5), torch.randn(6, 8, 1, 1), torch.randn(6))),
+        "pointwise nhwc": ("pointwise", (nhwc, torch.randn(40, 8, 1, 1), torch.randn(40))),
         "split_unit": ("split_unit", split),
         "down_unit": ("down_unit", down),
     }
@@ -238,6 +243,7 @@ def test_export():
 def test_backends_report():
     report = sk.backends()
     assert set(report) == {"native-cpu", "native-cuda", "triton", "reference"}
+    assert set(report["native-cpu"]["ops"]) == set(_library.OPS)
     for entry in report.values():
         assert {"built", "usable", "why"} <= set(entry)
     assert report["reference"]["usable"]

@@ -8,7 +8,7 @@ import torch
 import shufflekernels as sk
 from shufflekernels import reference as ref
 
-from conftest import LAYOUTS, assert_close, assert_same_format, make_layout, native_devices
+from conftest import LAYOUTS, assert_close, assert_same_format, make_layout, native_devices, requires_native_cpu
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -116,6 +116,37 @@ def test_dwconv3x3(device, layout, shape, dtype, relu, with_bias):
     assert out.shape == expected.shape == (n, c, (h - 1) // stride + 1, (w - 1) // stride + 1)
     assert out.dtype == dtype
     assert_close(out, expected)
+    assert_same_format(out, x)
+
+
+# (N, C_in, H, W, C_out) for pointwise.
+POINTWISE_SHAPES = [
+    (1, 464, 7, 7, 1024),  # x1.0 conv5 at batch 1: few pixels, so the CPU splits output channels
+    (2, 58, 28, 28, 58),  # a unit's first 1x1 at x1.0 stage2
+    (1, 24, 56, 56, 58),  # the down unit's branch-2 1x1 at stage2 entry
+    (3, 5, 3, 7, 33),  # one output channel past a 32-wide panel, odd sizes
+    (1, 7, 1, 1, 3),  # one pixel; fewer output channels than one vector
+    (0, 8, 4, 4, 6),  # empty batch
+]
+
+
+@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("k_major", [False, True])
+def test_pointwise(device, layout, shape, dtype, k_major):
+    n, c_in, h, w, c_out = shape
+    x = make_layout(torch.randn(n, c_in, h, w, device=device).to(dtype), layout)
+    weight = (torch.randn(c_out, c_in, 1, 1, device=device) / c_in**0.5).to(dtype)
+    if k_major:  # stored transposed, as FusedShuffleNetV2 keeps its 1x1 weights
+        weight = weight.reshape(c_out, c_in).t().contiguous().t().reshape(c_out, c_in, 1, 1)
+    bias = (0.5 * torch.randn(c_out, device=device)).to(dtype)
+    out = sk.ops.pointwise(x, weight, bias, backend="native")
+    expected = ref.pointwise(x, weight, bias)
+    assert out.shape == (n, c_out, h, w) and out.dtype == dtype
+    atol, rtol = UNIT_TOLERANCES[dtype]
+    torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
     assert_same_format(out, x)
 
 
@@ -243,3 +274,38 @@ def test_every_backend_name_computes_the_same(backend):
         sk.ops.dwconv3x3(x, w, b, stride=2, relu=True, backend=backend), ref.dwconv3x3(x, w, b, stride=2, relu=True)
     )
     assert torch.equal(sk.ops.channel_shuffle(x, 4, backend=backend), ref.channel_shuffle(x, 4))
+
+
+ENGINE_CHECK = """
+import torch, shufflekernels as sk
+from shufflekernels import reference as ref
+assert sk.build_info()["cpu_engine_isa"] == "{isa}", sk.build_info()
+torch.manual_seed(0)
+for n, c, h, w, cb in [(2, 24, 13, 11, 29), (1, 58, 28, 28, 58), (1, 6, 1, 1, 3), (3, 14, 7, 9, 17)]:
+    x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
+    down = (torch.randn(c, 1, 3, 3), torch.randn(c), torch.randn(cb, c, 1, 1) / c**0.5, torch.randn(cb),
+            torch.randn(cb, c, 1, 1) / c**0.5, torch.randn(cb), torch.randn(cb, 1, 3, 3), torch.randn(cb),
+            torch.randn(cb, cb, 1, 1) / cb**0.5, torch.randn(cb))
+    y = sk.ops.down_unit(x, *down, backend="native")
+    torch.testing.assert_close(y, ref.down_unit(x, *down), atol=1e-4, rtol=1e-4)
+    split = (torch.randn(cb, cb, 1, 1) / cb**0.5, torch.randn(cb), torch.randn(cb, 1, 3, 3), torch.randn(cb),
+             torch.randn(cb, cb, 1, 1) / cb**0.5, torch.randn(cb))
+    torch.testing.assert_close(sk.ops.split_unit(y, *split, backend="native"), ref.split_unit(y, *split), atol=1e-4, rtol=1e-4)
+"""
+
+
+@requires_native_cpu
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "baseline"])
+def test_cpu_engine_variants(isa):
+    # Each instruction-set variant of the float32 channels_last engine, forced through
+    # SK_ENGINE_ISA in a fresh process (the choice is made once per process).
+    import os
+    import subprocess
+    import sys
+
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    needs = {"avx512": ("avx512f", "avx512vl", "avx512dq", "avx512bw"), "avx2": ("avx2", "fma"), "baseline": ()}[isa]
+    if not all(f in flags.split() for f in needs):
+        pytest.skip(f"this CPU lacks {isa}")
+    env = {**os.environ, "SK_ENGINE_ISA": isa}
+    subprocess.run([sys.executable, "-c", ENGINE_CHECK.format(isa=isa)], check=True, env=env)

@@ -242,6 +242,34 @@ def test_split_unit(layout, shape, dtype):
     assert_same_format(out, x)
 
 
+# (N, C_in, H, W, C_out)
+POINTWISE_SHAPES = [
+    (2, 8, 5, 7, 40),  # two output-channel blocks, odd sizes across 2 images
+    (1, 20, 3, 3, 5),  # K not a multiple of BLOCK_K; fewer outputs than one block
+    (0, 4, 3, 3, 6),  # empty batch
+]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_pointwise(layout, shape, dtype):
+    _skip_bf16_dot(dtype)
+    n, c_in, h, w, c_out = shape
+    x, x32 = _data(n, c_in, h, w, dtype=dtype)
+    x = make_layout(x, layout)
+    (weight, bias), (weight32, bias32) = _pointwise_params(c_out, c_in, dtype)
+    out = sk.ops.pointwise(x, weight, bias, backend="triton")
+    assert out.shape == (n, c_out, h, w) and out.dtype == dtype
+    _close(out, ref.pointwise(x32, weight32, bias32), UNIT_TOLERANCES)
+    assert_same_format(out, x)
+
+
+def _pointwise_params(c_out: int, c_in: int, dtype):
+    pairs = [_data(c_out, c_in, 1, 1, dtype=dtype, scale=c_in**-0.5), _data(c_out, dtype=dtype, scale=0.5)]
+    return [p for p, _ in pairs], [p32 for _, p32 in pairs]
+
+
 # (N, C_in, H, W, branch channels)
 DOWN_SHAPES = [
     (2, 8, 7, 5, 8),  # odd sizes at stride 2, two images per pixel tile
@@ -295,12 +323,13 @@ def _opcheck_cases():
         "shuffle_cat": (parts,),
         "dwconv3x3": (x.contiguous(memory_format=torch.channels_last), w, b, 2, True),
         "dwconv3x3-nobias": (x, w, None, 1, False),
+        "pointwise": (x, *_pointwise_params(6, 8, torch.float32)[0]),
         "split_unit": (x, *split),
         "down_unit": (x.contiguous(memory_format=torch.channels_last), *down),
     }
 
 
-@pytest.mark.parametrize("case", ["channel_shuffle", "shuffle_cat", "dwconv3x3", "dwconv3x3-nobias", "split_unit", "down_unit"])
+@pytest.mark.parametrize("case", ["channel_shuffle", "shuffle_cat", "dwconv3x3", "dwconv3x3-nobias", "pointwise", "split_unit", "down_unit"])
 def test_opcheck(case):
     from shufflekernels.triton import library  # noqa: F401  (registers the ops)
 

@@ -21,6 +21,7 @@
 #include "../checks.h"
 #include "../index_math.h"
 #include "../pointwise.h"
+#include "engine.h"
 
 namespace shufflekernels {
 namespace {
@@ -382,12 +383,184 @@ Tensor interleave2(const BranchSource& a, const BranchSource& b, int64_t N, int6
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The float32 channels_last units on the engine (engine.h): our GEMM with bias+ReLU stored from the
+// accumulators, the depthwise conv row by row from an intermediate that stays in cache, and the
+// final interleave writing the concat+shuffle. Two parallel passes per unit: the first 1x1 conv over
+// all pixels (the depthwise conv of a row needs its neighbours' rows), then, per band of output rows,
+// depthwise -> 1x1 -> interleave with every intermediate in a per-thread buffer.
+// ---------------------------------------------------------------------------------------------------
+
+// A 1x1 conv weight [Cout, Cin, 1, 1] as the engine's K-major matrix (row k = input channel k). A
+// weight stored transposed (strides (1, Cout, ...), as FusedShuffleNetV2 keeps them) is used in
+// place; any other is transposed once here.
+struct KMajor {
+  Tensor storage;
+  const float* data;
+  int64_t ldb;
+};
+
+KMajor k_major(const Tensor& weight) {
+  const int64_t c_out = weight.size(0), c_in = weight.size(1);
+  Tensor w2d = weight.reshape({c_out, c_in});
+  if (w2d.stride(0) == 1 && (w2d.stride(1) == c_out || c_in == 1)) return {w2d, w2d.const_data_ptr<float>(), c_out};
+  Tensor t = w2d.t().contiguous();
+  return {t, t.const_data_ptr<float>(), c_out};
+}
+
+// Depthwise weight [C, 1, 3, 3] as [9][C] (tap-major), so one tap's weights are contiguous over channels.
+Tensor tap_major(const Tensor& dw_weight) { return dw_weight.reshape({dw_weight.size(0), 9}).t().contiguous(); }
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// out = relu(A @ W + bias) over `pixels` rows of A, split evenly across threads: by rows where every
+// thread gets enough of them for whole micro-tiles, else (the small late-stage images at batch 1) by
+// output-channel panels, so neither thread idles.
+void pointwise_all_pixels(const cpu::Kernels& k, const float* A, int64_t lda, const KMajor& w, const float* bias,
+                          int64_t c_out, int64_t c_in, int64_t pixels, float* out, int64_t ldc, bool relu = true) {
+  const int64_t threads = at::get_num_threads();
+  constexpr int64_t kMinRowsPerTask = 48, kTargetRowsPerTask = 192, kPanel = 32;
+  if (threads > 1 && pixels < threads * kMinRowsPerTask) {
+    const int64_t panels = (c_out + kPanel - 1) / kPanel;
+    at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
+      const int64_t n0 = begin * kPanel, n1 = std::min(c_out, end * kPanel);
+      k.gemm({A, lda, w.data + n0, w.ldb, out + n0, ldc, pixels, n1 - n0, c_in, bias + n0, relu});
+    });
+    return;
+  }
+  const int64_t tasks = threads * std::max<int64_t>(1, pixels / (threads * kTargetRowsPerTask));
+  at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+    const int64_t p0 = pixels * begin / tasks, p1 = pixels * end / tasks;
+    k.gemm({A + p0 * lda, lda, w.data, w.ldb, out + p0 * ldc, ldc, p1 - p0, c_out, c_in, bias, relu});
+  });
+}
+
+// Bands of output rows for the second pass of a unit: a multiple of the thread count per image (so a
+// batch-1 image keeps every thread busy), of about kTargetPixels each. Band b of an image covers rows
+// [b*H/bands, (b+1)*H/bands).
+struct Bands {
+  int64_t per_image, max_rows;
+  int64_t first_row(int64_t b, int64_t H) const { return H * b / per_image; }
+};
+
+Bands bands_for(int64_t N, int64_t H, int64_t W) {
+  constexpr int64_t kTargetPixels = 96;
+  const int64_t threads = N >= at::get_num_threads() ? 1 : at::get_num_threads();
+  int64_t per_image = threads * std::max<int64_t>(1, H * W / (threads * kTargetPixels));
+  per_image = std::min(per_image, H);
+  return {per_image, (H + per_image - 1) / per_image};
+}
+
+Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw_w,
+                         const Tensor& dw_b, const Tensor& pw2_w, const Tensor& pw2_b) {
+  const cpu::Kernels& k = cpu::kernels();
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), B = C / 2, Bs = round_up(B, 16);
+  Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const KMajor w1 = k_major(pw1_w), w2 = k_major(pw2_w);
+  const Tensor w9 = tap_major(dw_w), b1 = pw1_b.contiguous(), bd = dw_b.contiguous(), b2 = pw2_b.contiguous();
+  const float* xp = x.const_data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  // Pass 1: t1 = relu(pw1(x2)) for every pixel; x2 is the second half of each pixel's channels.
+  Tensor t1 = at::empty({N * H * W * Bs}, x.options());
+  float* t1p = t1.data_ptr<float>();
+  pointwise_all_pixels(k, xp + B, C, w1, b1.const_data_ptr<float>(), B, B, N * H * W, t1p, Bs);
+  // Pass 2, per band of rows: d = dw(t1), y = relu(pw2(d)), out = interleave(x1, y).
+  const Bands bands = bands_for(N, H, W);
+  at::parallel_for(0, N * bands.per_image, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> d(bands.max_rows * W * Bs), y(bands.max_rows * W * Bs);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / bands.per_image, b = task % bands.per_image;
+      const int64_t h0 = bands.first_row(b, H), h1 = bands.first_row(b + 1, H);
+      const float* t1_image = t1p + n * H * W * Bs;
+      for (int64_t h = h0; h < h1; ++h) {
+        cpu::DwRowArgs a{{h > 0 ? t1_image + (h - 1) * W * Bs : nullptr, t1_image + h * W * Bs,
+                          h + 1 < H ? t1_image + (h + 1) * W * Bs : nullptr},
+                         Bs, W, W, B, 1, w9.const_data_ptr<float>(), bd.const_data_ptr<float>(),
+                         d.data() + (h - h0) * W * Bs, Bs};
+        k.dw_row(a);
+      }
+      const int64_t pixels = (h1 - h0) * W, p0 = (n * H + h0) * W;
+      k.gemm({d.data(), Bs, w2.data, w2.ldb, y.data(), Bs, pixels, B, B, b2.const_data_ptr<float>(), true});
+      k.interleave({xp + p0 * C, C, y.data(), Bs, B, pixels, op + p0 * C});
+    }
+  });
+  return out;
+}
+
+Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const Tensor& dw1_b, const Tensor& pw3_w,
+                        const Tensor& pw3_b, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw2_w,
+                        const Tensor& dw2_b, const Tensor& pw2_w, const Tensor& pw2_b) {
+  const cpu::Kernels& k = cpu::kernels();
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = dwconv3x3_out_size(H, 2), Wo = dwconv3x3_out_size(W, 2);
+  const int64_t Cs = round_up(Cin, 16), Bs = round_up(B, 16);
+  Tensor out = at::empty({N, 2 * B, Ho, Wo}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const KMajor w1 = k_major(pw1_w), w2 = k_major(pw2_w), w3 = k_major(pw3_w);
+  const Tensor w9_1 = tap_major(dw1_w), w9_2 = tap_major(dw2_w);
+  const Tensor bd1 = dw1_b.contiguous(), bd2 = dw2_b.contiguous(), b1 = pw1_b.contiguous(), b2 = pw2_b.contiguous(),
+               b3 = pw3_b.contiguous();
+  const float* xp = x.const_data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  // Pass 1: t1 = relu(pw1(x)) at full resolution (branch 2's depthwise input).
+  Tensor t1 = at::empty({N * H * W * Bs}, x.options());
+  float* t1p = t1.data_ptr<float>();
+  pointwise_all_pixels(k, xp, Cin, w1, b1.const_data_ptr<float>(), B, Cin, N * H * W, t1p, Bs);
+  // Pass 2, per band of output rows: both branches' depthwise (stride 2) and 1x1, then the interleave.
+  const Bands bands = bands_for(N, Ho, Wo);
+  at::parallel_for(0, N * bands.per_image, 1, [&](int64_t begin, int64_t end) {
+    const int64_t R = bands.max_rows;
+    std::vector<float> d1(R * Wo * Cs), d2(R * Wo * Bs), y1(R * Wo * Bs), y2(R * Wo * Bs);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / bands.per_image, b = task % bands.per_image;
+      const int64_t h0 = bands.first_row(b, Ho), h1 = bands.first_row(b + 1, Ho);
+      const float* x_image = xp + n * H * W * Cin;
+      const float* t1_image = t1p + n * H * W * Bs;
+      for (int64_t oh = h0; oh < h1; ++oh) {
+        const int64_t ih = 2 * oh - 1;  // first input row of the window
+        auto row = [&](const float* image, int64_t stride_px, int64_t r) -> const float* {
+          return r >= 0 && r < H ? image + r * W * stride_px : nullptr;
+        };
+        k.dw_row({{row(x_image, Cin, ih), row(x_image, Cin, ih + 1), row(x_image, Cin, ih + 2)}, Cin, W, Wo, Cin, 2,
+                  w9_1.const_data_ptr<float>(), bd1.const_data_ptr<float>(), d1.data() + (oh - h0) * Wo * Cs, Cs});
+        k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)}, Bs, W, Wo, B, 2,
+                  w9_2.const_data_ptr<float>(), bd2.const_data_ptr<float>(), d2.data() + (oh - h0) * Wo * Bs, Bs});
+      }
+      const int64_t pixels = (h1 - h0) * Wo, p0 = (n * Ho + h0) * Wo;
+      k.gemm({d1.data(), Cs, w3.data, w3.ldb, y1.data(), Bs, pixels, B, Cin, b3.const_data_ptr<float>(), true});
+      k.gemm({d2.data(), Bs, w2.data, w2.ldb, y2.data(), Bs, pixels, B, B, b2.const_data_ptr<float>(), true});
+      k.interleave({y1.data(), Bs, y2.data(), Bs, B, pixels, op + p0 * 2 * B});
+    }
+  });
+  return out;
+}
+
+Tensor pointwise_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {
+  check_pointwise(x_in, weight, bias);
+  auto [x, layout] = in_kernel_layout(x_in);
+  const int64_t N = x.size(0), c_in = x.size(1), H = x.size(2), W = x.size(3), c_out = weight.size(0);
+  if (layout == Layout::NHWC && x.scalar_type() == at::kFloat) {
+    Tensor out = at::empty({N, c_out, H, W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    if (out.numel() == 0) return out;
+    const KMajor w = k_major(weight);
+    const Tensor b = bias.contiguous();
+    pointwise_all_pixels(cpu::kernels(), x.const_data_ptr<float>(), c_in, w, b.const_data_ptr<float>(), c_out, c_in,
+                         N * H * W, out.data_ptr<float>(), c_out);
+    return out;
+  }
+  // NCHW and low precision: the GEMM through ATen, bias and ReLU in one in-place pass over its result.
+  if (x.numel() == 0) return at::empty({N, c_out, H, W}, x.options().memory_format(memory_format_of(layout)));
+  Tensor y = pointwise_raw(x, layout, weight);
+  return y.add_(bias.view({1, c_out, 1, 1})).relu_();
+}
+
 Tensor split_unit_cpu(const Tensor& x_in, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw_w,
                       const Tensor& dw_b, const Tensor& pw2_w, const Tensor& pw2_b) {
   const int64_t cb = check_split_unit(x_in, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b);
   auto [x, layout] = in_kernel_layout(x_in);
   const int64_t N = x.size(0), H = x.size(2), W = x.size(3);
   if (x.numel() == 0) return at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout)));
+  if (layout == Layout::NHWC && x.scalar_type() == at::kFloat)
+    return split_unit_engine(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b);
   Tensor x1 = x.narrow(1, 0, cb), x2 = x.narrow(1, cb, cb);
   Tensor t1 = pointwise_raw(x2, layout, pw1_w);
   Tensor b1 = pw1_b.to(at::kFloat);
@@ -407,6 +580,8 @@ Tensor down_unit_cpu(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1_
   const int64_t N = x.size(0);
   const int64_t Ho = dwconv3x3_out_size(x.size(2), 2), Wo = dwconv3x3_out_size(x.size(3), 2);
   if (N == 0) return at::empty({0, 2 * cb, Ho, Wo}, x.options().memory_format(memory_format_of(layout)));
+  if (layout == Layout::NHWC && x.scalar_type() == at::kFloat)
+    return down_unit_engine(x, cb, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b);
   // Branch 1: depthwise stride 2 (bias, no ReLU), then raw 1x1.
   Tensor d1 = run_dwconv3x3(x, layout, dw1_w, dw1_b, 2, false, c10::nullopt, false);
   Tensor r1 = pointwise_raw(d1, layout, pw3_w);
@@ -426,6 +601,7 @@ TORCH_LIBRARY_IMPL(shufflekernels, CPU, m) {
   m.impl("channel_shuffle", &channel_shuffle_cpu);
   m.impl("shuffle_cat", &shuffle_cat_cpu);
   m.impl("dwconv3x3", &dwconv3x3_cpu);
+  m.impl("pointwise", &pointwise_cpu);
   m.impl("split_unit", &split_unit_cpu);
   m.impl("down_unit", &down_unit_cpu);
 }

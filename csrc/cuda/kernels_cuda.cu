@@ -301,6 +301,17 @@ Tensor interleave2(const Branch& a, const Branch& b, int64_t N, int64_t cpg, int
   return out;
 }
 
+Tensor pointwise_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {
+  check_pointwise(x_in, weight, bias);
+  const c10::cuda::CUDAGuard guard(x_in.device());
+  auto [x, layout] = in_kernel_layout(x_in);
+  if (x.numel() == 0)
+    return at::empty({x.size(0), weight.size(0), x.size(2), x.size(3)}, x.options().memory_format(memory_format_of(layout)));
+  // cuBLAS through ATen, then bias and ReLU in one in-place pass over its result.
+  Tensor y = pointwise_raw(x, layout, weight);
+  return y.add_(bias.view({1, weight.size(0), 1, 1})).relu_();
+}
+
 Tensor split_unit_cuda(const Tensor& x_in, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw_w,
                        const Tensor& dw_b, const Tensor& pw2_w, const Tensor& pw2_b) {
   const int64_t cb = check_split_unit(x_in, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b);
@@ -342,6 +353,7 @@ TORCH_LIBRARY_IMPL(shufflekernels, CUDA, m) {
   m.impl("channel_shuffle", &channel_shuffle_cuda);
   m.impl("shuffle_cat", &shuffle_cat_cuda);
   m.impl("dwconv3x3", &dwconv3x3_cuda);
+  m.impl("pointwise", &pointwise_cuda);
   m.impl("split_unit", &split_unit_cuda);
   m.impl("down_unit", &down_unit_cuda);
 }

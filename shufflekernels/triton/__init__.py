@@ -16,7 +16,7 @@ import os
 import torch
 from torch import Tensor
 
-OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "split_unit", "down_unit")
+OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "split_unit", "down_unit")
 
 
 def status() -> tuple[bool, str]:
@@ -51,6 +51,10 @@ def shuffle_cat(tensors: list[Tensor]) -> Tensor:
 
 def dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> Tensor:
     return _library().dwconv3x3(x, weight, bias, stride, relu)
+
+
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    return _library().pointwise(x, weight, bias)
 
 
 def split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> Tensor:

@@ -56,6 +56,16 @@ def _(x, weight, bias, stride, relu):
     return _ops._empty_like_format(x, (n, c, _ops._dw_out(h, stride), _ops._dw_out(w, stride)))
 
 
+@torch.library.custom_op(f"{_NS}::pointwise", mutates_args=())
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    return _units.pointwise(x, weight, bias)
+
+
+@pointwise.register_fake
+def _(x, weight, bias):
+    return _ops._empty_like_format(x, (x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
+
+
 @torch.library.custom_op(f"{_NS}::split_unit", mutates_args=())
 def split_unit(
     x: Tensor, pw1_w: Tensor, pw1_b: Tensor, dw_w: Tensor, dw_b: Tensor, pw2_w: Tensor, pw2_b: Tensor

@@ -230,6 +230,17 @@ def _unit_tail(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: in
     )
 
 
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """relu(conv1x1(x, weight) + bias), in x's memory format."""
+    check_device("pointwise", x)
+    out = empty_output(x, (x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
+    if out.numel() == 0:
+        return out
+    with device_guard(x):
+        out.copy_(_pointwise_relu(x, weight, bias))
+    return out
+
+
 def split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> Tensor:
     check_device("split_unit", x)
     n, c, h, w = x.shape
