@@ -37,8 +37,7 @@ def reference_layers(model) -> list[tuple[str, Callable]]:
 
 def fused_layers(fused: sk.FusedShuffleNetV2) -> list[tuple[str, Callable]]:
     def stem(x):
-        x = x.contiguous(memory_format=torch.channels_last)
-        return F.max_pool2d(F.relu(F.conv2d(x, fused.conv1_weight, fused.conv1_bias, stride=2, padding=1)), 3, 2, 1)
+        return torch.ops.shufflekernels.stem(x.contiguous(memory_format=torch.channels_last), fused.conv1_weight, fused.conv1_bias)
 
     def head(x):
         x = torch.ops.shufflekernels.pointwise(x, fused.conv5_weight, fused.conv5_bias)

@@ -100,6 +100,23 @@ inline void check_pointwise(const at::Tensor& x, const at::Tensor& weight, const
   check_pw_params(op, "weight", "bias", x, weight, bias, weight.size(0), x.size(1));
 }
 
+inline void check_stem(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const char* op = "stem";
+  check_rank(op, "x", x, 4);
+  check_float_dtype(op, "x", x);
+  check_spatial(op, x);
+  check_rank(op, "weight", weight, 4);
+  check_same(op, "weight", weight, x);
+  check_shape(op, "weight", weight, {weight.size(0), x.size(1), 3, 3});
+  check_same(op, "bias", bias, x);
+  check_shape(op, "bias", bias, {weight.size(0)});
+}
+
+// The stem in ATen ops: what the backends without a kernel of their own for it compute.
+inline at::Tensor stem_composite(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return at::max_pool2d(at::relu(at::conv2d(x, weight, bias, 2, 1)), 3, 2, 1);
+}
+
 // The two layouts the kernels read: dense NCHW, or dense channels_last (NHWC in memory).
 enum class Layout { NCHW, NHWC };
 

@@ -16,6 +16,9 @@ TORCH_LIBRARY(shufflekernels, m) {
   // relu(conv1x1(x, weight) + bias): weight [Cout, Cin, 1, 1], bias [Cout] (a folded BatchNorm). The
   // network's conv5, and the first 1x1 conv of every unit branch.
   m.def("pointwise(Tensor x, Tensor weight, Tensor bias) -> Tensor");
+  // The network's stem: maxpool3x3/2(relu(conv3x3/2(x, weight) + bias)), padding 1 for both;
+  // weight [Cout, Cin, 3, 3], bias [Cout] (a folded BatchNorm).
+  m.def("stem(Tensor x, Tensor weight, Tensor bias) -> Tensor");
   // Stride-1 ShuffleNetV2 unit on folded parameters (DESIGN.md, "Split unit"):
   // x1, x2 = x.chunk(2, 1); y = relu(pw2(dw(relu(pw1(x2))))); out = shuffle_cat([x1, y]).
   m.def(

@@ -13,7 +13,9 @@ import warnings
 
 import torch
 
-OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "split_unit", "down_unit")
+OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "stem", "split_unit", "down_unit")
+# Ops the Triton backend has a kernel for (the stem is not one of the fused families).
+TRITON_OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "split_unit", "down_unit")
 
 BUILD_HINT = (
     "build it with `pip install --no-build-isolation -e .` from the repository root "
@@ -38,8 +40,20 @@ except ImportError as exc:  # the package works without it, on the reference (an
 NATIVE_LOADED = LOAD_ERROR is None
 
 
+def _defined(op: str) -> bool:
+    try:
+        torch._C._dispatch_find_schema_or_throw(f"shufflekernels::{op}", "")
+    except RuntimeError:  # a library built from older sources: that op is simply not built
+        return False
+    return True
+
+
+# Ops whose schema the loaded library defines.
+DEFINED_OPS: frozenset[str] = frozenset(op for op in OPS if NATIVE_LOADED and _defined(op))
+
+
 def _has_kernel(op: str, dispatch_key: str) -> bool:
-    return NATIVE_LOADED and torch._C._dispatch_has_kernel_for_dispatch_key(f"shufflekernels::{op}", dispatch_key)
+    return op in DEFINED_OPS and torch._C._dispatch_has_kernel_for_dispatch_key(f"shufflekernels::{op}", dispatch_key)
 
 
 # Which native kernels are registered, decided once at import so that torch.compile reads constants.

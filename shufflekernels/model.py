@@ -17,11 +17,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import ops
+from . import _library, ops
 from . import reference as _reference
 from .reference import fold_bn
 
 __all__ = ["FusedShuffleNetV2"]
+
+
+def _tap_major(weight: Tensor) -> Tensor:
+    """A depthwise weight [C, 1, 3, 3] with the same values, stored as [9][C] (one tap's weights
+    contiguous over channels): the layout the CPU engine reads in place."""
+    c = weight.shape[0]
+    return weight.reshape(c, 9).t().contiguous().t().reshape(c, 1, 3, 3)
+
+
+def _stored(name: str, t: Tensor) -> Tensor:
+    """A folded parameter in the storage its consumer reads in place (values unchanged)."""
+    if name.endswith("_weight") and name.startswith(("pw", "conv5")):
+        return _k_major(t)
+    if name.endswith("_weight") and name.startswith("dw"):
+        return _tap_major(t)
+    return t.clone().contiguous()
 
 
 def _k_major(weight: Tensor) -> Tensor:
@@ -40,14 +56,15 @@ class _FusedUnit(nn.Module):
     def __init__(self, tensors: Mapping[str, Tensor], backend: str) -> None:
         super().__init__()
         for name in self.PARAMS:
-            t = tensors[name].detach()
-            # clone() keeps strides, so the transposed storage of the 1x1 weights survives; so do
-            # .to() and load_state_dict(), which copy into these buffers.
-            self.register_buffer(name, _k_major(t) if name.startswith("pw") and name.endswith("_weight") else t.clone().contiguous())
+            # .to() and load_state_dict() keep these buffers' strides, so the storage chosen here lasts.
+            self.register_buffer(name, _stored(name, tensors[name].detach()))
         self.backend = backend
 
+    def params(self) -> list[Tensor]:
+        return [self._buffers[name] for name in self.PARAMS]
+
     def forward(self, x: Tensor) -> Tensor:
-        return _run(self.OP, self.backend, x, *(self._buffers[name] for name in self.PARAMS))
+        return _run(self.OP, self.backend, x, *self.params())
 
 
 def _run(op: str, backend: str, x: Tensor, *params: Tensor) -> Tensor:
@@ -110,7 +127,7 @@ class FusedShuffleNetV2(nn.Module):
         self.stages_out_channels = list(stages_out_channels)
         self.width = _width_of(self.stages_out_channels)
         for name, tensor in {**stem, **head}.items():
-            self.register_buffer(name, _k_major(tensor) if name == "conv5_weight" else tensor.detach().clone().contiguous())
+            self.register_buffer(name, _stored(name, tensor.detach()))
         self.units = nn.Sequential(*(cls(tensors, backend) for stage in stages for cls, tensors in stage))
         self.stage_lengths = [len(stage) for stage in stages]
         self.num_classes = head["fc_weight"].shape[0]
@@ -190,11 +207,25 @@ class FusedShuffleNetV2(nn.Module):
                 "call it under torch.no_grad() or torch.inference_mode()"
             )
         x = x.contiguous(memory_format=torch.channels_last)
-        x = F.relu(F.conv2d(x, self.conv1_weight, self.conv1_bias, stride=2, padding=1))
-        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
-        x = self.units(x)
+        # The stem has no Triton kernel (it is not one of the fused families): under backend="triton"
+        # it runs natively where built, else as the reference.
+        stem_backend = "native" if "stem" in _library.NATIVE_KERNELS.get(x.device.type, ()) else "reference"
+        x = _run("stem", self.backend if self.backend in ("native", "reference") else stem_backend, x,
+                 self.conv1_weight, self.conv1_bias)
+        if self._units_native(x.device):
+            # The units straight through the dispatcher, without a module call each: at batch 1 the
+            # Python around sixteen small ops is a tenth of the forward.
+            for unit in self.units:
+                x = getattr(torch.ops.shufflekernels, unit.OP).default(x, *unit.params())
+        else:
+            x = self.units(x)
         x = _run("pointwise", self.backend, x, self.conv5_weight, self.conv5_bias)
         return F.linear(x.mean((2, 3)), self.fc_weight, self.fc_bias)
+
+    def _units_native(self, device: torch.device) -> bool:
+        return ops.resolve_backend("split_unit", self.backend, device) == "native" and (
+            ops.resolve_backend("down_unit", self.backend, device) == "native"
+        )
 
     def set_backend(self, backend: str) -> "FusedShuffleNetV2":
         if backend not in ops.BACKENDS:

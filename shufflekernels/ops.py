@@ -22,7 +22,7 @@ from torch import Tensor
 from . import _library
 from . import reference as _reference
 
-__all__ = ["channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "split_unit", "down_unit", "BACKENDS", "resolve_backend"]
+__all__ = ["channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "stem", "split_unit", "down_unit", "BACKENDS", "resolve_backend"]
 
 Backend = Literal["auto", "native", "triton", "reference"]
 BACKENDS = ("auto", "native", "triton", "reference")
@@ -118,6 +118,14 @@ def _check_pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> None:
     _check_pw("pointwise", x, weight, bias, ("weight", "bias"), weight.shape[0], x.shape[1])
 
 
+def _check_stem(x: Tensor, weight: Tensor, bias: Tensor) -> None:
+    _check_tensor("stem", "x", x)
+    _check_spatial("stem", x)
+    _check_tensor("stem", "weight", weight)
+    _check_like("stem", "weight", weight, x, (weight.shape[0], x.shape[1], 3, 3))
+    _check_like("stem", "bias", bias, x, (weight.shape[0],))
+
+
 def _check_split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> None:
     op = "split_unit"
     _check_tensor(op, "x", x)
@@ -176,6 +184,11 @@ def resolve_backend(op: str, backend: str, device: torch.device) -> str:
             )
         return "native"
     if backend == "triton":
+        if op not in _library.TRITON_OPS:
+            raise RuntimeError(
+                f"shufflekernels.{op}: argument 'backend' expected 'auto', 'native' or 'reference' "
+                "(there is no Triton kernel for this op), got 'triton'"
+            )
         usable, why = _library.triton_status()
         if not usable:
             raise RuntimeError(f"shufflekernels.{op}: backend 'triton' is not usable here: {why}")
@@ -190,7 +203,7 @@ def resolve_backend(op: str, backend: str, device: torch.device) -> str:
         return "reference"
     if native_ok:
         return "native"
-    if device_type == "cuda" and _library.triton_status()[0]:
+    if device_type == "cuda" and op in _library.TRITON_OPS and _library.triton_status()[0]:
         chosen = "triton"
     else:
         chosen = "reference"
@@ -290,6 +303,22 @@ def pointwise(x: Tensor, weight: Tensor, bias: Tensor, *, backend: Backend = "au
     return _reference.pointwise(x, weight, bias)
 
 
+def stem(x: Tensor, weight: Tensor, bias: Tensor, *, backend: Backend = "auto") -> Tensor:
+    """The network's stem: ``maxpool3x3/2(relu(conv3x3/2(x, weight) + bias))``, padding 1 for both.
+
+    x: ``[N, Cin, H, W]``; weight: ``[Cout, Cin, 3, 3]``; bias: ``[Cout]`` (a folded BatchNorm). Returns
+    ``[N, Cout, Hp, Wp]`` with ``Hc = (H - 1) // 2 + 1``, ``Hp = (Hc - 1) // 2 + 1`` (same for W), in x's
+    memory format. The CPU kernel is ours (float32); elsewhere it is ATen's conv, ReLU and max-pool.
+    Inference-only.
+    """
+    _check_stem(x, weight, bias)
+    _check_inference("stem", (x, weight, bias))
+    chosen = resolve_backend("stem", backend, x.device)
+    if chosen == "native":
+        return torch.ops.shufflekernels.stem(x, weight, bias)
+    return _reference.stem(x, weight, bias)
+
+
 def split_unit(
     x: Tensor,
     pw1_weight: Tensor,
@@ -366,37 +395,50 @@ def _dw_out(size: int, stride: int) -> int:
     return (size + 2 - 3) // stride + 1
 
 
+def _register_fake(op: str):
+    """register_fake for a native op, skipped when the loaded library does not define it."""
+    if op in _library.DEFINED_OPS:
+        return torch.library.register_fake(f"shufflekernels::{op}")
+    return lambda fn: fn
+
+
 if _library.NATIVE_LOADED:
 
-    @torch.library.register_fake("shufflekernels::channel_shuffle")
+    @_register_fake("channel_shuffle")
     def _channel_shuffle_fake(x: Tensor, groups: int) -> Tensor:
         _check_channel_shuffle(x, groups)
         return _empty_like_format(x, x.shape)
 
-    @torch.library.register_fake("shufflekernels::shuffle_cat")
+    @_register_fake("shuffle_cat")
     def _shuffle_cat_fake(tensors: list[Tensor]) -> Tensor:
         _check_shuffle_cat(tensors)
         n, c, h, w = tensors[0].shape
         return _empty_like_format(tensors[0], (n, c * len(tensors), h, w))
 
-    @torch.library.register_fake("shufflekernels::dwconv3x3")
+    @_register_fake("dwconv3x3")
     def _dwconv3x3_fake(x, weight, bias, stride, relu):
         _check_dwconv3x3(x, weight, bias, stride, relu)
         n, c, h, w = x.shape
         return _empty_like_format(x, (n, c, _dw_out(h, stride), _dw_out(w, stride)))
 
-    @torch.library.register_fake("shufflekernels::pointwise")
+    @_register_fake("pointwise")
     def _pointwise_fake(x, weight, bias):
         _check_pointwise(x, weight, bias)
         n, _, h, w = x.shape
         return _empty_like_format(x, (n, weight.shape[0], h, w))
 
-    @torch.library.register_fake("shufflekernels::split_unit")
+    @_register_fake("stem")
+    def _stem_fake(x, weight, bias):
+        _check_stem(x, weight, bias)
+        n, _, h, w = x.shape
+        return _empty_like_format(x, (n, weight.shape[0], _dw_out(_dw_out(h, 2), 2), _dw_out(_dw_out(w, 2), 2)))
+
+    @_register_fake("split_unit")
     def _split_unit_fake(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b):
         _check_split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b)
         return _empty_like_format(x, x.shape)
 
-    @torch.library.register_fake("shufflekernels::down_unit")
+    @_register_fake("down_unit")
     def _down_unit_fake(x, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b):
         _check_down_unit(x, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b)
         n, _, h, w = x.shape

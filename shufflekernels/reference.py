@@ -20,6 +20,7 @@ __all__ = [
     "dwconv3x3",
     "fold_bn",
     "pointwise",
+    "stem",
     "split_unit",
     "down_unit",
     "InvertedResidual",
@@ -95,6 +96,15 @@ def pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``relu(conv1x1(x, weight) + bias)``: x ``[N, Cin, H, W]``, weight ``[Cout, Cin, 1, 1]``, bias ``[Cout]``.
     Computed in float32 and rounded once; keeps x's memory format."""
     return _pointwise(x, weight, bias, relu=True).to(x.dtype).contiguous(memory_format=_memory_format(x))
+
+
+def stem(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """The network's stem, ``maxpool3x3/2(relu(conv3x3/2(x, weight) + bias))`` with padding 1 for both:
+    x ``[N, Cin, H, W]``, weight ``[Cout, Cin, 3, 3]``, bias ``[Cout]``. Computed in float32."""
+    compute = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    out = F.conv2d(compute, weight.to(compute.dtype), bias.to(compute.dtype), stride=2, padding=1)
+    out = F.max_pool2d(torch.relu(out), kernel_size=3, stride=2, padding=1)
+    return out.to(x.dtype).contiguous(memory_format=_memory_format(x))
 
 
 def _pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool) -> Tensor:

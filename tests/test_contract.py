@@ -55,6 +55,9 @@ BAD_INPUTS = {
     "pointwise weight channels": (lambda: ops.pointwise(x4, torch.randn(6, 4, 1, 1), torch.randn(6)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 4, 1, 1), torch.randn(6)), ValueError, "pointwise", "weight"),
     "pointwise bias shape": (lambda: ops.pointwise(x4, torch.randn(6, 8, 1, 1), torch.randn(5)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 8, 1, 1), torch.randn(5)), ValueError, "pointwise", "bias"),
     "pointwise 3x3 weight": (lambda: ops.pointwise(x4, torch.randn(6, 8, 3, 3), torch.randn(6)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 8, 3, 3), torch.randn(6)), ValueError, "pointwise", "weight"),
+    "stem weight in-channels": (lambda: ops.stem(x4, torch.randn(24, 3, 3, 3), torch.randn(24)), lambda: torch.ops.shufflekernels.stem(x4, torch.randn(24, 3, 3, 3), torch.randn(24)), ValueError, "stem", "weight"),
+    "stem bias shape": (lambda: ops.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(8)), lambda: torch.ops.shufflekernels.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(8)), ValueError, "stem", "bias"),
+    "stem on triton": (lambda: ops.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(24), backend="triton"), None, RuntimeError, "stem", "backend"),
     "split_unit odd channels": (lambda: ops.split_unit(torch.randn(1, 7, 4, 4), *([torch.randn(3)] * 6)), None, ValueError, "split_unit", "x"),
     "split_unit weight shape": (lambda: ops.split_unit(x4, torch.randn(4, 4, 1, 1), b8, w8, b8, torch.randn(4, 4, 1, 1), b8), None, ValueError, "split_unit", "pw1_bias"),
     "down_unit dw1 channels": (lambda: ops.down_unit(x4, torch.randn(4, 1, 3, 3), *([torch.randn(4)] * 9)), None, ValueError, "down_unit", "pw1_weight"),
@@ -195,6 +198,8 @@ def _opcheck_cases():
         "dwconv3x3 no bias nhwc": ("dwconv3x3", (nhwc, w8, None, 1, False)),
         "pointwise": ("pointwise", (torch.randn(2, 8, 5, 5), torch.randn(6, 8, 1, 1), torch.randn(6))),
         "pointwise nhwc": ("pointwise", (nhwc, torch.randn(40, 8, 1, 1), torch.randn(40))),
+        "stem": ("stem", (torch.randn(2, 3, 9, 8), torch.randn(24, 3, 3, 3), torch.randn(24))),
+        "stem nhwc": ("stem", (torch.randn(1, 3, 7, 7).contiguous(memory_format=torch.channels_last), torch.randn(5, 3, 3, 3), torch.randn(5))),
         "split_unit": ("split_unit", split),
         "down_unit": ("down_unit", down),
     }

@@ -150,6 +150,35 @@ def test_pointwise(device, layout, shape, dtype, k_major):
     assert_same_format(out, x)
 
 
+# (N, C_in, H, W, C_out) for the stem.
+STEM_SHAPES = [
+    (1, 3, 224, 224, 24),  # the network's stem at 224x224
+    (2, 3, 33, 47, 24),  # odd sizes: the last conv and pool windows overhang the border
+    (1, 3, 1, 1, 24),  # one pixel: one conv output, one pooled output
+    (1, 4, 9, 6, 40),  # other channel counts: 40 outputs span a partial second vector
+    (1, 2, 5, 5, 7),  # fewer outputs than one vector
+    (0, 3, 8, 8, 24),  # empty batch
+]
+
+
+@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", STEM_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_stem(device, layout, shape, dtype):
+    n, c_in, h, w, c_out = shape
+    x = make_layout(torch.randn(n, c_in, h, w, device=device).to(dtype), layout)
+    weight = (torch.randn(c_out, c_in, 3, 3, device=device) / (3 * c_in**0.5)).to(dtype)
+    bias = (0.5 * torch.randn(c_out, device=device)).to(dtype)
+    out = sk.ops.stem(x, weight, bias, backend="native")
+    expected = ref.stem(x, weight, bias)
+    hc, wc = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+    assert out.shape == expected.shape == (n, c_out, (hc - 1) // 2 + 1, (wc - 1) // 2 + 1) and out.dtype == dtype
+    atol, rtol = UNIT_TOLERANCES[dtype]
+    torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
+    assert_same_format(out, x)
+
+
 def _unit_params(c_in: int, cb: int, dtype, device, split: bool):
     """Folded parameters of a unit with non-trivial values (biases of both signs, so ReLUs clip)."""
 
@@ -291,6 +320,8 @@ for n, c, h, w, cb in [(2, 24, 13, 11, 29), (1, 58, 28, 28, 58), (1, 6, 1, 1, 3)
     split = (torch.randn(cb, cb, 1, 1) / cb**0.5, torch.randn(cb), torch.randn(cb, 1, 3, 3), torch.randn(cb),
              torch.randn(cb, cb, 1, 1) / cb**0.5, torch.randn(cb))
     torch.testing.assert_close(sk.ops.split_unit(y, *split, backend="native"), ref.split_unit(y, *split), atol=1e-4, rtol=1e-4)
+    stem = (torch.randn(cb, c, 3, 3) / (3 * c**0.5), torch.randn(cb))
+    torch.testing.assert_close(sk.ops.stem(x, *stem, backend="native"), ref.stem(x, *stem), atol=1e-4, rtol=1e-4)
 """
 
 

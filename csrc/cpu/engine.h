@@ -50,11 +50,29 @@ struct InterleaveArgs {
   float* out;
 };
 
+// The network's stem for one image: maxpool3x3/2(relu(conv3x3/2(x) + bias)), both with padding 1,
+// pooled rows [p0, p1). ReLU commutes with max, so it is applied once, after pooling. x is read
+// through its strides (any layout); out is channels_last [Hp, Wp, Cout].
+struct StemArgs {
+  const float* x;
+  int64_t x_sc, x_sh, x_sw;  // floats between channels, rows and columns of the image
+  int64_t Cin, H, W;
+  const float* w;     // [Cin*9][Cpad]: tap (ci, kh, kw) major, output channels zero-padded to Cpad
+  const float* bias;  // [Cpad], zero-padded
+  int64_t Cout, Cpad;  // Cpad: Cout rounded up to stem_channel_block()
+  int64_t Hc, Wc, Hp, Wp;  // conv and pooled output sizes
+  int64_t p0, p1;
+  float* scratch;  // 3 * Wc * Cpad floats
+  float* out;
+};
+
 struct Kernels {
   const char* isa;
   void (*gemm)(const GemmArgs&);
   void (*dw_row)(const DwRowArgs&);
   void (*interleave)(const InterleaveArgs&);
+  void (*stem)(const StemArgs&);
+  int64_t stem_channel_block;  // the stem's weights and bias are padded to a multiple of this
 };
 
 // The variants compiled into this library; each returns null where it was not compiled.

@@ -408,8 +408,21 @@ KMajor k_major(const Tensor& weight) {
   return {t, t.const_data_ptr<float>(), c_out};
 }
 
-// Depthwise weight [C, 1, 3, 3] as [9][C] (tap-major), so one tap's weights are contiguous over channels.
-Tensor tap_major(const Tensor& dw_weight) { return dw_weight.reshape({dw_weight.size(0), 9}).t().contiguous(); }
+// Depthwise weight [C, 1, 3, 3] as [9][C] (tap-major), so one tap's weights are contiguous over
+// channels. A weight stored that way already (strides (1, 9C, 3C, C), as FusedShuffleNetV2 keeps them)
+// is used in place.
+struct TapMajor {
+  Tensor storage;
+  const float* data;
+};
+
+TapMajor tap_major(const Tensor& dw_weight) {
+  const int64_t C = dw_weight.size(0);
+  Tensor w = dw_weight.reshape({C, 9});
+  if (w.stride(0) == 1 && (w.stride(1) == C || C == 1)) return {w, w.const_data_ptr<float>()};
+  Tensor t = w.t().contiguous();
+  return {t, t.const_data_ptr<float>()};
+}
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
@@ -457,7 +470,8 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), B = C / 2, Bs = round_up(B, 16);
   Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const KMajor w1 = k_major(pw1_w), w2 = k_major(pw2_w);
-  const Tensor w9 = tap_major(dw_w), b1 = pw1_b.contiguous(), bd = dw_b.contiguous(), b2 = pw2_b.contiguous();
+  const TapMajor w9 = tap_major(dw_w);
+  const Tensor b1 = pw1_b.contiguous(), bd = dw_b.contiguous(), b2 = pw2_b.contiguous();
   const float* xp = x.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
   // Pass 1: t1 = relu(pw1(x2)) for every pixel; x2 is the second half of each pixel's channels.
@@ -475,7 +489,7 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
       for (int64_t h = h0; h < h1; ++h) {
         cpu::DwRowArgs a{{h > 0 ? t1_image + (h - 1) * W * Bs : nullptr, t1_image + h * W * Bs,
                           h + 1 < H ? t1_image + (h + 1) * W * Bs : nullptr},
-                         Bs, W, W, B, 1, w9.const_data_ptr<float>(), bd.const_data_ptr<float>(),
+                         Bs, W, W, B, 1, w9.data, bd.const_data_ptr<float>(),
                          d.data() + (h - h0) * W * Bs, Bs};
         k.dw_row(a);
       }
@@ -496,7 +510,7 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
   const int64_t Cs = round_up(Cin, 16), Bs = round_up(B, 16);
   Tensor out = at::empty({N, 2 * B, Ho, Wo}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const KMajor w1 = k_major(pw1_w), w2 = k_major(pw2_w), w3 = k_major(pw3_w);
-  const Tensor w9_1 = tap_major(dw1_w), w9_2 = tap_major(dw2_w);
+  const TapMajor w9_1 = tap_major(dw1_w), w9_2 = tap_major(dw2_w);
   const Tensor bd1 = dw1_b.contiguous(), bd2 = dw2_b.contiguous(), b1 = pw1_b.contiguous(), b2 = pw2_b.contiguous(),
                b3 = pw3_b.contiguous();
   const float* xp = x.const_data_ptr<float>();
@@ -521,9 +535,9 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
           return r >= 0 && r < H ? image + r * W * stride_px : nullptr;
         };
         k.dw_row({{row(x_image, Cin, ih), row(x_image, Cin, ih + 1), row(x_image, Cin, ih + 2)}, Cin, W, Wo, Cin, 2,
-                  w9_1.const_data_ptr<float>(), bd1.const_data_ptr<float>(), d1.data() + (oh - h0) * Wo * Cs, Cs});
+                  w9_1.data, bd1.const_data_ptr<float>(), d1.data() + (oh - h0) * Wo * Cs, Cs});
         k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)}, Bs, W, Wo, B, 2,
-                  w9_2.const_data_ptr<float>(), bd2.const_data_ptr<float>(), d2.data() + (oh - h0) * Wo * Bs, Bs});
+                  w9_2.data, bd2.const_data_ptr<float>(), d2.data() + (oh - h0) * Wo * Bs, Bs});
       }
       const int64_t pixels = (h1 - h0) * Wo, p0 = (n * Ho + h0) * Wo;
       k.gemm({d1.data(), Cs, w3.data, w3.ldb, y1.data(), Bs, pixels, B, Cin, b3.const_data_ptr<float>(), true});
@@ -551,6 +565,39 @@ Tensor pointwise_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bia
   if (x.numel() == 0) return at::empty({N, c_out, H, W}, x.options().memory_format(memory_format_of(layout)));
   Tensor y = pointwise_raw(x, layout, weight);
   return y.add_(bias.view({1, c_out, 1, 1})).relu_();
+}
+
+Tensor stem_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {
+  check_stem(x_in, weight, bias);
+  if (x_in.scalar_type() != at::kFloat) return stem_composite(x_in, weight, bias);
+  auto [x, layout] = in_kernel_layout(x_in);
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Cout = weight.size(0);
+  const int64_t Hc = dwconv3x3_out_size(H, 2), Wc = dwconv3x3_out_size(W, 2);
+  const int64_t Hp = dwconv3x3_out_size(Hc, 2), Wp = dwconv3x3_out_size(Wc, 2);
+  Tensor out = at::empty({N, Cout, Hp, Wp}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (out.numel() == 0) return out.contiguous(memory_format_of(layout));
+  const cpu::Kernels& k = cpu::kernels();
+  const int64_t Cpad = round_up(Cout, k.stem_channel_block);
+  // Weights as [Cin*9][Cpad] (one tap's output channels contiguous), zero-padded like the bias.
+  Tensor w = at::zeros({Cin * 9, Cpad}, x.options());
+  w.narrow(1, 0, Cout).copy_(weight.permute({1, 2, 3, 0}).reshape({Cin * 9, Cout}));
+  Tensor b = at::zeros({Cpad}, x.options());
+  b.narrow(0, 0, Cout).copy_(bias);
+  const int64_t threads = at::get_num_threads();
+  const int64_t bands = std::min<int64_t>(Hp, N >= threads ? 1 : threads);
+  at::parallel_for(0, N * bands, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(3 * Wc * Cpad);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / bands, band = task % bands;
+      cpu::StemArgs a{x.const_data_ptr<float>() + n * x.stride(0), x.stride(1), x.stride(2), x.stride(3), Cin, H, W,
+                      w.const_data_ptr<float>(), b.const_data_ptr<float>(), Cout, Cpad, Hc, Wc, Hp, Wp,
+                      Hp * band / bands, Hp * (band + 1) / bands, scratch.data(),
+                      out.data_ptr<float>() + n * Hp * Wp * Cout};
+      k.stem(a);
+    }
+  });
+  // The engine writes channels_last; an NCHW input gets its output in NCHW, as every op promises.
+  return layout == Layout::NHWC ? out : out.contiguous();
 }
 
 Tensor split_unit_cpu(const Tensor& x_in, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw_w,
@@ -602,6 +649,7 @@ TORCH_LIBRARY_IMPL(shufflekernels, CPU, m) {
   m.impl("shuffle_cat", &shuffle_cat_cpu);
   m.impl("dwconv3x3", &dwconv3x3_cpu);
   m.impl("pointwise", &pointwise_cpu);
+  m.impl("stem", &stem_cpu);
   m.impl("split_unit", &split_unit_cpu);
   m.impl("down_unit", &down_unit_cpu);
 }

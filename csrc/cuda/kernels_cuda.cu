@@ -312,6 +312,14 @@ Tensor pointwise_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   return y.add_(bias.view({1, weight.size(0), 1, 1})).relu_();
 }
 
+// The stem on CUDA is cuDNN's conv and ATen's ReLU and max-pool (it is not one of the fused families);
+// registered so that a model on CUDA runs every layer through the same ops.
+Tensor stem_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_stem(x, weight, bias);
+  const c10::cuda::CUDAGuard guard(x.device());
+  return stem_composite(x, weight, bias);
+}
+
 Tensor split_unit_cuda(const Tensor& x_in, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw_w,
                        const Tensor& dw_b, const Tensor& pw2_w, const Tensor& pw2_b) {
   const int64_t cb = check_split_unit(x_in, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b);
@@ -354,6 +362,7 @@ TORCH_LIBRARY_IMPL(shufflekernels, CUDA, m) {
   m.impl("shuffle_cat", &shuffle_cat_cuda);
   m.impl("dwconv3x3", &dwconv3x3_cuda);
   m.impl("pointwise", &pointwise_cuda);
+  m.impl("stem", &stem_cuda);
   m.impl("split_unit", &split_unit_cuda);
   m.impl("down_unit", &down_unit_cuda);
 }

@@ -272,7 +272,8 @@ void test_index_math() {
 
 void test_registration() {
   const char* names[] = {"shufflekernels::channel_shuffle", "shufflekernels::shuffle_cat", "shufflekernels::dwconv3x3",
-                         "shufflekernels::split_unit", "shufflekernels::down_unit"};
+                         "shufflekernels::pointwise",       "shufflekernels::stem",        "shufflekernels::split_unit",
+                         "shufflekernels::down_unit"};
   for (const char* name : names) {
     auto handle = c10::Dispatcher::singleton().findSchema({name, ""});
     SK_CHECK(handle.has_value(), std::string(name) + " is not registered: is libshufflekernels_ops linked?");
