@@ -16,7 +16,7 @@ import os
 import torch
 from torch import Tensor
 
-OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "split_unit", "down_unit")
+from .._library import TRITON_OPS as OPS  # noqa: E402  (one list of what has a Triton kernel)
 
 
 def status() -> tuple[bool, str]:
