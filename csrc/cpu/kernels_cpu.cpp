@@ -464,6 +464,36 @@ Bands bands_for(int64_t N, int64_t H, int64_t W) {
   return {per_image, (H + per_image - 1) / per_image};
 }
 
+// A unit's second pass runs per band of rows, on an image whose first pass (t1) is complete. With at
+// least one image per thread, each thread runs whole images, both passes, so an image's intermediate
+// stays in its core's cache; with fewer (batch 1), every thread shares each pass of every image.
+template <class Pass1, class Band>
+void run_unit(int64_t N, int64_t pass1_rows, int64_t t1_floats_per_image, int64_t band_floats, const Bands& bands,
+              int64_t out_rows, const Tensor& like, Pass1 pass1, Band band) {
+  if (N >= at::get_num_threads()) {
+    at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> t1(t1_floats_per_image), scratch(band_floats);
+      for (int64_t n = begin; n < end; ++n) {
+        pass1(n * pass1_rows, (n + 1) * pass1_rows, t1.data(), /*parallel=*/false);
+        for (int64_t b = 0; b < bands.per_image; ++b)
+          band(n, bands.first_row(b, out_rows), bands.first_row(b + 1, out_rows), t1.data(), scratch.data());
+      }
+    });
+    return;
+  }
+  Tensor t1 = at::empty({N * t1_floats_per_image}, like.options());
+  float* t1p = t1.data_ptr<float>();
+  pass1(0, N * pass1_rows, t1p, /*parallel=*/true);
+  at::parallel_for(0, N * bands.per_image, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(band_floats);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / bands.per_image, b = task % bands.per_image;
+      band(n, bands.first_row(b, out_rows), bands.first_row(b + 1, out_rows), t1p + n * t1_floats_per_image,
+           scratch.data());
+    }
+  });
+}
+
 Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw_w,
                          const Tensor& dw_b, const Tensor& pw2_w, const Tensor& pw2_b) {
   const cpu::Kernels& k = cpu::kernels();
@@ -474,30 +504,31 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
   const Tensor b1 = pw1_b.contiguous(), bd = dw_b.contiguous(), b2 = pw2_b.contiguous();
   const float* xp = x.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
-  // Pass 1: t1 = relu(pw1(x2)) for every pixel; x2 is the second half of each pixel's channels.
-  Tensor t1 = at::empty({N * H * W * Bs}, x.options());
-  float* t1p = t1.data_ptr<float>();
-  pointwise_all_pixels(k, xp + B, C, w1, b1.const_data_ptr<float>(), B, B, N * H * W, t1p, Bs);
-  // Pass 2, per band of rows: d = dw(t1), y = relu(pw2(d)), out = interleave(x1, y).
   const Bands bands = bands_for(N, H, W);
-  at::parallel_for(0, N * bands.per_image, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> d(bands.max_rows * W * Bs), y(bands.max_rows * W * Bs);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / bands.per_image, b = task % bands.per_image;
-      const int64_t h0 = bands.first_row(b, H), h1 = bands.first_row(b + 1, H);
-      const float* t1_image = t1p + n * H * W * Bs;
-      for (int64_t h = h0; h < h1; ++h) {
-        cpu::DwRowArgs a{{h > 0 ? t1_image + (h - 1) * W * Bs : nullptr, t1_image + h * W * Bs,
-                          h + 1 < H ? t1_image + (h + 1) * W * Bs : nullptr},
-                         Bs, W, W, B, 1, w9.data, bd.const_data_ptr<float>(),
-                         d.data() + (h - h0) * W * Bs, Bs};
-        k.dw_row(a);
-      }
-      const int64_t pixels = (h1 - h0) * W, p0 = (n * H + h0) * W;
-      k.gemm({d.data(), Bs, w2.data, w2.ldb, y.data(), Bs, pixels, B, B, b2.const_data_ptr<float>(), true});
-      k.interleave({xp + p0 * C, C, y.data(), Bs, B, pixels, op + p0 * C});
+  const int64_t band_floats = bands.max_rows * W * Bs;
+  // Pass 1: t1 = relu(pw1(x2)) for pixels [p0, p1) (counted over the batch); x2 is the second half of
+  // each pixel's channels.
+  auto pass1 = [&](int64_t p0, int64_t p1, float* t1, bool parallel) {
+    if (parallel) {
+      pointwise_all_pixels(k, xp + p0 * C + B, C, w1, b1.const_data_ptr<float>(), B, B, p1 - p0, t1, Bs);
+    } else {
+      k.gemm({xp + p0 * C + B, C, w1.data, w1.ldb, t1, Bs, p1 - p0, B, B, b1.const_data_ptr<float>(), true});
     }
-  });
+  };
+  // Pass 2, rows [h0, h1) of image n: d = dw(t1), y = relu(pw2(d)), out = interleave(x1, y).
+  auto band = [&](int64_t n, int64_t h0, int64_t h1, const float* t1_image, float* scratch) {
+    float* d = scratch;
+    float* y = scratch + band_floats;
+    for (int64_t h = h0; h < h1; ++h) {
+      k.dw_row({{h > 0 ? t1_image + (h - 1) * W * Bs : nullptr, t1_image + h * W * Bs,
+                 h + 1 < H ? t1_image + (h + 1) * W * Bs : nullptr},
+                Bs, W, W, B, 1, w9.data, bd.const_data_ptr<float>(), d + (h - h0) * W * Bs, Bs});
+    }
+    const int64_t pixels = (h1 - h0) * W, p0 = (n * H + h0) * W;
+    k.gemm({d, Bs, w2.data, w2.ldb, y, Bs, pixels, B, B, b2.const_data_ptr<float>(), true});
+    k.interleave({xp + p0 * C, C, y, Bs, B, pixels, op + p0 * C});
+  };
+  run_unit(N, H * W, H * W * Bs, 2 * band_floats, bands, H, x, pass1, band);
   return out;
 }
 
@@ -515,36 +546,40 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
                b3 = pw3_b.contiguous();
   const float* xp = x.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
-  // Pass 1: t1 = relu(pw1(x)) at full resolution (branch 2's depthwise input).
-  Tensor t1 = at::empty({N * H * W * Bs}, x.options());
-  float* t1p = t1.data_ptr<float>();
-  pointwise_all_pixels(k, xp, Cin, w1, b1.const_data_ptr<float>(), B, Cin, N * H * W, t1p, Bs);
-  // Pass 2, per band of output rows: both branches' depthwise (stride 2) and 1x1, then the interleave.
   const Bands bands = bands_for(N, Ho, Wo);
-  at::parallel_for(0, N * bands.per_image, 1, [&](int64_t begin, int64_t end) {
-    const int64_t R = bands.max_rows;
-    std::vector<float> d1(R * Wo * Cs), d2(R * Wo * Bs), y1(R * Wo * Bs), y2(R * Wo * Bs);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / bands.per_image, b = task % bands.per_image;
-      const int64_t h0 = bands.first_row(b, Ho), h1 = bands.first_row(b + 1, Ho);
-      const float* x_image = xp + n * H * W * Cin;
-      const float* t1_image = t1p + n * H * W * Bs;
-      for (int64_t oh = h0; oh < h1; ++oh) {
-        const int64_t ih = 2 * oh - 1;  // first input row of the window
-        auto row = [&](const float* image, int64_t stride_px, int64_t r) -> const float* {
-          return r >= 0 && r < H ? image + r * W * stride_px : nullptr;
-        };
-        k.dw_row({{row(x_image, Cin, ih), row(x_image, Cin, ih + 1), row(x_image, Cin, ih + 2)}, Cin, W, Wo, Cin, 2,
-                  w9_1.data, bd1.const_data_ptr<float>(), d1.data() + (oh - h0) * Wo * Cs, Cs});
-        k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)}, Bs, W, Wo, B, 2,
-                  w9_2.data, bd2.const_data_ptr<float>(), d2.data() + (oh - h0) * Wo * Bs, Bs});
-      }
-      const int64_t pixels = (h1 - h0) * Wo, p0 = (n * Ho + h0) * Wo;
-      k.gemm({d1.data(), Cs, w3.data, w3.ldb, y1.data(), Bs, pixels, B, Cin, b3.const_data_ptr<float>(), true});
-      k.gemm({d2.data(), Bs, w2.data, w2.ldb, y2.data(), Bs, pixels, B, B, b2.const_data_ptr<float>(), true});
-      k.interleave({y1.data(), Bs, y2.data(), Bs, B, pixels, op + p0 * 2 * B});
+  const int64_t R = bands.max_rows;
+  // Pass 1: t1 = relu(pw1(x)) at full resolution (branch 2's depthwise input), pixels [p0, p1).
+  auto pass1 = [&](int64_t p0, int64_t p1, float* t1, bool parallel) {
+    if (parallel) {
+      pointwise_all_pixels(k, xp + p0 * Cin, Cin, w1, b1.const_data_ptr<float>(), B, Cin, p1 - p0, t1, Bs);
+    } else {
+      k.gemm({xp + p0 * Cin, Cin, w1.data, w1.ldb, t1, Bs, p1 - p0, B, Cin, b1.const_data_ptr<float>(), true});
     }
-  });
+  };
+  // Pass 2, output rows [h0, h1) of image n: both branches' depthwise (stride 2) and 1x1, then the
+  // interleave.
+  auto band = [&](int64_t n, int64_t h0, int64_t h1, const float* t1_image, float* scratch) {
+    float* d1 = scratch;
+    float* d2 = d1 + R * Wo * Cs;
+    float* y1 = d2 + R * Wo * Bs;
+    float* y2 = y1 + R * Wo * Bs;
+    const float* x_image = xp + n * H * W * Cin;
+    auto row = [&](const float* image, int64_t stride_px, int64_t r) -> const float* {
+      return r >= 0 && r < H ? image + r * W * stride_px : nullptr;
+    };
+    for (int64_t oh = h0; oh < h1; ++oh) {
+      const int64_t ih = 2 * oh - 1;  // first input row of the window
+      k.dw_row({{row(x_image, Cin, ih), row(x_image, Cin, ih + 1), row(x_image, Cin, ih + 2)}, Cin, W, Wo, Cin, 2,
+                w9_1.data, bd1.const_data_ptr<float>(), d1 + (oh - h0) * Wo * Cs, Cs});
+      k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)}, Bs, W, Wo, B, 2,
+                w9_2.data, bd2.const_data_ptr<float>(), d2 + (oh - h0) * Wo * Bs, Bs});
+    }
+    const int64_t pixels = (h1 - h0) * Wo, p0 = (n * Ho + h0) * Wo;
+    k.gemm({d1, Cs, w3.data, w3.ldb, y1, Bs, pixels, B, Cin, b3.const_data_ptr<float>(), true});
+    k.gemm({d2, Bs, w2.data, w2.ldb, y2, Bs, pixels, B, B, b2.const_data_ptr<float>(), true});
+    k.interleave({y1, Bs, y2, Bs, B, pixels, op + p0 * 2 * B});
+  };
+  run_unit(N, H * W, H * W * Bs, R * Wo * (Cs + 3 * Bs), bands, Ho, x, pass1, band);
   return out;
 }
 
