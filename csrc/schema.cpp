@@ -13,9 +13,9 @@ TORCH_LIBRARY(shufflekernels, m) {
   m.def("shuffle_cat(Tensor[] tensors) -> Tensor");
   // Depthwise 3x3, padding 1, stride 1 or 2; weight [C, 1, 3, 3], bias [C]; optional ReLU.
   m.def("dwconv3x3(Tensor x, Tensor weight, Tensor? bias, int stride, bool relu) -> Tensor");
-  // relu(conv1x1(x, weight) + bias): weight [Cout, Cin, 1, 1], bias [Cout] (a folded BatchNorm). The
-  // network's conv5, and the first 1x1 conv of every unit branch.
-  m.def("pointwise(Tensor x, Tensor weight, Tensor bias) -> Tensor");
+  // conv1x1(x, weight) + bias, then ReLU when relu: weight [Cout, Cin, 1, 1], bias [Cout] (a folded
+  // BatchNorm). The network's conv5 (with ReLU) and its classifier on pooled features (without).
+  m.def("pointwise(Tensor x, Tensor weight, Tensor bias, bool relu=True) -> Tensor");
   // The network's stem: maxpool3x3/2(relu(conv3x3/2(x, weight) + bias)), padding 1 for both;
   // weight [Cout, Cin, 3, 3], bias [Cout] (a folded BatchNorm).
   m.def("stem(Tensor x, Tensor weight, Tensor bias) -> Tensor");

@@ -35,6 +35,8 @@ def _stored(name: str, t: Tensor) -> Tensor:
     """A folded parameter in the storage its consumer reads in place (values unchanged)."""
     if name.endswith("_weight") and name.startswith(("pw", "conv5")):
         return _k_major(t)
+    if name == "fc_weight":  # the classifier runs as a 1x1 conv on the pooled [N, C, 1, 1] features
+        return _k_major(t.reshape(*t.shape, 1, 1))
     if name.endswith("_weight") and name.startswith("dw"):
         return _tap_major(t)
     return t.clone().contiguous()
@@ -67,13 +69,13 @@ class _FusedUnit(nn.Module):
         return _run(self.OP, self.backend, x, *self.params())
 
 
-def _run(op: str, backend: str, x: Tensor, *params: Tensor) -> Tensor:
+def _run(op: str, backend: str, x: Tensor, *params: Tensor, **options) -> Tensor:
     """One of the ops on the backend the model was built for. The native op is called straight through
     the dispatcher: it checks its inputs itself, and the Python checks of ops.py would cost more than a
     small unit's kernels at batch 1."""
     if ops.resolve_backend(op, backend, x.device) == "native":
-        return getattr(torch.ops.shufflekernels, op).default(x, *params)
-    return getattr(ops, op)(x, *params, backend=backend)
+        return getattr(torch.ops.shufflekernels, op).default(x, *params, **options)
+    return getattr(ops, op)(x, *params, **options, backend=backend)
 
 
 class FusedSplitUnit(_FusedUnit):
@@ -130,7 +132,7 @@ class FusedShuffleNetV2(nn.Module):
             self.register_buffer(name, _stored(name, tensor.detach()))
         self.units = nn.Sequential(*(cls(tensors, backend) for stage in stages for cls, tensors in stage))
         self.stage_lengths = [len(stage) for stage in stages]
-        self.num_classes = head["fc_weight"].shape[0]
+        self.num_classes = self.fc_weight.shape[0]
         super().train(False)
 
     # ----------------------------------------------------------------------------------------------
@@ -220,7 +222,8 @@ class FusedShuffleNetV2(nn.Module):
         else:
             x = self.units(x)
         x = _run("pointwise", self.backend, x, self.conv5_weight, self.conv5_bias)
-        return F.linear(x.mean((2, 3)), self.fc_weight, self.fc_bias)
+        x = _run("pointwise", self.backend, x.mean((2, 3), keepdim=True), self.fc_weight, self.fc_bias, relu=False)
+        return x.flatten(1)
 
     def _units_native(self, device: torch.device) -> bool:
         return ops.resolve_backend("split_unit", self.backend, device) == "native" and (

@@ -112,8 +112,10 @@ def _check_dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int
     _check_dw("dwconv3x3", x, weight, bias, ("weight", "bias"), x.shape[1])
 
 
-def _check_pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> None:
+def _check_pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = True) -> None:
     _check_tensor("pointwise", "x", x)
+    if not isinstance(relu, bool):
+        _fail("pointwise", "relu", "a bool", type(relu).__name__, TypeError)
     _check_tensor("pointwise", "weight", weight)
     _check_pw("pointwise", x, weight, bias, ("weight", "bias"), weight.shape[0], x.shape[1])
 
@@ -286,21 +288,22 @@ def dwconv3x3(
     return _reference.dwconv3x3(x, weight, bias, stride=stride, relu=relu)
 
 
-def pointwise(x: Tensor, weight: Tensor, bias: Tensor, *, backend: Backend = "auto") -> Tensor:
-    """A 1x1 convolution with a folded BatchNorm and ReLU: ``relu(conv1x1(x, weight) + bias)``.
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor, *, relu: bool = True, backend: Backend = "auto") -> Tensor:
+    """A 1x1 convolution with a folded BatchNorm and, when ``relu``, a ReLU: ``relu(conv1x1(x, weight) + bias)``.
+    Without ReLU on ``[N, C, 1, 1]`` input it is a linear layer (the classifier).
 
     x: ``[N, Cin, H, W]``; weight: ``[Cout, Cin, 1, 1]`` (any strides: the CPU engine reads a weight
     stored transposed in place); bias: ``[Cout]``. Returns ``[N, Cout, H, W]`` in x's memory format.
     Inference-only.
     """
-    _check_pointwise(x, weight, bias)
+    _check_pointwise(x, weight, bias, relu)
     _check_inference("pointwise", (x, weight, bias))
     chosen = resolve_backend("pointwise", backend, x.device)
     if chosen == "native":
-        return torch.ops.shufflekernels.pointwise(x, weight, bias)
+        return torch.ops.shufflekernels.pointwise(x, weight, bias, relu)
     if chosen == "triton":
-        return _triton_ops().pointwise(x, weight, bias)
-    return _reference.pointwise(x, weight, bias)
+        return _triton_ops().pointwise(x, weight, bias, relu)
+    return _reference.pointwise(x, weight, bias, relu)
 
 
 def stem(x: Tensor, weight: Tensor, bias: Tensor, *, backend: Backend = "auto") -> Tensor:
@@ -422,8 +425,8 @@ if _library.NATIVE_LOADED:
         return _empty_like_format(x, (n, c, _dw_out(h, stride), _dw_out(w, stride)))
 
     @_register_fake("pointwise")
-    def _pointwise_fake(x, weight, bias):
-        _check_pointwise(x, weight, bias)
+    def _pointwise_fake(x, weight, bias, relu=True):
+        _check_pointwise(x, weight, bias, relu)
         n, _, h, w = x.shape
         return _empty_like_format(x, (n, weight.shape[0], h, w))
 

@@ -92,10 +92,10 @@ def fold_bn(conv_weight: Tensor, bn: nn.BatchNorm2d, conv_bias: Tensor | None = 
     return weight.to(conv_weight.dtype), bias.to(conv_weight.dtype)
 
 
-def pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """``relu(conv1x1(x, weight) + bias)``: x ``[N, Cin, H, W]``, weight ``[Cout, Cin, 1, 1]``, bias ``[Cout]``.
-    Computed in float32 and rounded once; keeps x's memory format."""
-    return _pointwise(x, weight, bias, relu=True).to(x.dtype).contiguous(memory_format=_memory_format(x))
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = True) -> Tensor:
+    """``conv1x1(x, weight) + bias``, then ReLU when ``relu``: x ``[N, Cin, H, W]``, weight ``[Cout, Cin, 1, 1]``,
+    bias ``[Cout]``. Computed in float32 and rounded once; keeps x's memory format."""
+    return _pointwise(x, weight, bias, relu=relu).to(x.dtype).contiguous(memory_format=_memory_format(x))
 
 
 def stem(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:

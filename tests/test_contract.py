@@ -198,6 +198,7 @@ def _opcheck_cases():
         "dwconv3x3 no bias nhwc": ("dwconv3x3", (nhwc, w8, None, 1, False)),
         "pointwise": ("pointwise", (torch.randn(2, 8, 5, 5), torch.randn(6, 8, 1, 1), torch.randn(6))),
         "pointwise nhwc": ("pointwise", (nhwc, torch.randn(40, 8, 1, 1), torch.randn(40))),
+        "pointwise no relu": ("pointwise", (torch.randn(3, 8, 1, 1), torch.randn(5, 8, 1, 1), torch.randn(5), False)),
         "stem": ("stem", (torch.randn(2, 3, 9, 8), torch.randn(24, 3, 3, 3), torch.randn(24))),
         "stem nhwc": ("stem", (torch.randn(1, 3, 7, 7).contiguous(memory_format=torch.channels_last), torch.randn(5, 3, 3, 3), torch.randn(5))),
         "split_unit": ("split_unit", split),

@@ -126,6 +126,7 @@ POINTWISE_SHAPES = [
     (1, 24, 56, 56, 58),  # the down unit's branch-2 1x1 at stage2 entry
     (3, 5, 3, 7, 33),  # one output channel past a 32-wide panel, odd sizes
     (1, 7, 1, 1, 3),  # one pixel; fewer output channels than one vector
+    (4, 1024, 1, 1, 1000),  # the classifier on pooled features: [N, C, 1, 1] is dense in both layouts
     (0, 8, 4, 4, 6),  # empty batch
 ]
 
@@ -135,15 +136,16 @@ POINTWISE_SHAPES = [
 @pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("k_major", [False, True])
-def test_pointwise(device, layout, shape, dtype, k_major):
+@pytest.mark.parametrize("relu", [True, False])
+def test_pointwise(device, layout, shape, dtype, k_major, relu):
     n, c_in, h, w, c_out = shape
     x = make_layout(torch.randn(n, c_in, h, w, device=device).to(dtype), layout)
     weight = (torch.randn(c_out, c_in, 1, 1, device=device) / c_in**0.5).to(dtype)
     if k_major:  # stored transposed, as FusedShuffleNetV2 keeps its 1x1 weights
         weight = weight.reshape(c_out, c_in).t().contiguous().t().reshape(c_out, c_in, 1, 1)
     bias = (0.5 * torch.randn(c_out, device=device)).to(dtype)
-    out = sk.ops.pointwise(x, weight, bias, backend="native")
-    expected = ref.pointwise(x, weight, bias)
+    out = sk.ops.pointwise(x, weight, bias, relu=relu, backend="native")
+    expected = ref.pointwise(x, weight, bias, relu)
     assert out.shape == (n, c_out, h, w) and out.dtype == dtype
     atol, rtol = UNIT_TOLERANCES[dtype]
     torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)

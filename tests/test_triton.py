@@ -253,15 +253,16 @@ POINTWISE_SHAPES = [
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_pointwise(layout, shape, dtype):
+@pytest.mark.parametrize("relu", [True, False])
+def test_pointwise(layout, shape, dtype, relu):
     _skip_bf16_dot(dtype)
     n, c_in, h, w, c_out = shape
     x, x32 = _data(n, c_in, h, w, dtype=dtype)
     x = make_layout(x, layout)
     (weight, bias), (weight32, bias32) = _pointwise_params(c_out, c_in, dtype)
-    out = sk.ops.pointwise(x, weight, bias, backend="triton")
+    out = sk.ops.pointwise(x, weight, bias, relu=relu, backend="triton")
     assert out.shape == (n, c_out, h, w) and out.dtype == dtype
-    _close(out, ref.pointwise(x32, weight32, bias32), UNIT_TOLERANCES)
+    _close(out, ref.pointwise(x32, weight32, bias32, relu), UNIT_TOLERANCES)
     assert_same_format(out, x)
 
 

@@ -583,23 +583,24 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
   return out;
 }
 
-Tensor pointwise_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {
+Tensor pointwise_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bias, bool relu) {
   check_pointwise(x_in, weight, bias);
   auto [x, layout] = in_kernel_layout(x_in);
   const int64_t N = x.size(0), c_in = x.size(1), H = x.size(2), W = x.size(3), c_out = weight.size(0);
-  if (layout == Layout::NHWC && x.scalar_type() == at::kFloat) {
+  // Pooled features [N, C, 1, 1] are dense in both layouts: the engine reads them as channels_last.
+  if (x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.scalar_type() == at::kFloat) {
     Tensor out = at::empty({N, c_out, H, W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
     if (out.numel() == 0) return out;
     const KMajor w = k_major(weight);
     const Tensor b = bias.contiguous();
     pointwise_all_pixels(cpu::kernels(), x.const_data_ptr<float>(), c_in, w, b.const_data_ptr<float>(), c_out, c_in,
-                         N * H * W, out.data_ptr<float>(), c_out);
+                         N * H * W, out.data_ptr<float>(), c_out, relu);
     return out;
   }
   // NCHW and low precision: the GEMM through ATen, bias and ReLU in one in-place pass over its result.
   if (x.numel() == 0) return at::empty({N, c_out, H, W}, x.options().memory_format(memory_format_of(layout)));
-  Tensor y = pointwise_raw(x, layout, weight);
-  return y.add_(bias.view({1, c_out, 1, 1})).relu_();
+  Tensor y = pointwise_raw(x, layout, weight).add_(bias.view({1, c_out, 1, 1}));
+  return relu ? y.relu_() : y;
 }
 
 Tensor stem_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {

@@ -301,15 +301,15 @@ Tensor interleave2(const Branch& a, const Branch& b, int64_t N, int64_t cpg, int
   return out;
 }
 
-Tensor pointwise_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {
+Tensor pointwise_cuda(const Tensor& x_in, const Tensor& weight, const Tensor& bias, bool relu) {
   check_pointwise(x_in, weight, bias);
   const c10::cuda::CUDAGuard guard(x_in.device());
   auto [x, layout] = in_kernel_layout(x_in);
   if (x.numel() == 0)
     return at::empty({x.size(0), weight.size(0), x.size(2), x.size(3)}, x.options().memory_format(memory_format_of(layout)));
   // cuBLAS through ATen, then bias and ReLU in one in-place pass over its result.
-  Tensor y = pointwise_raw(x, layout, weight);
-  return y.add_(bias.view({1, weight.size(0), 1, 1})).relu_();
+  Tensor y = pointwise_raw(x, layout, weight).add_(bias.view({1, weight.size(0), 1, 1}));
+  return relu ? y.relu_() : y;
 }
 
 // The stem on CUDA is cuDNN's conv and ATen's ReLU and max-pool (it is not one of the fused families);

@@ -53,8 +53,8 @@ def dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu:
     return _library().dwconv3x3(x, weight, bias, stride, relu)
 
 
-def pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    return _library().pointwise(x, weight, bias)
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool) -> Tensor:
+    return _library().pointwise(x, weight, bias, relu)
 
 
 def split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> Tensor:

@@ -57,12 +57,12 @@ def _(x, weight, bias, stride, relu):
 
 
 @torch.library.custom_op(f"{_NS}::pointwise", mutates_args=())
-def pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    return _units.pointwise(x, weight, bias)
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = True) -> Tensor:
+    return _units.pointwise(x, weight, bias, relu)
 
 
 @pointwise.register_fake
-def _(x, weight, bias):
+def _(x, weight, bias, relu=True):
     return _ops._empty_like_format(x, (x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
 
 

@@ -93,7 +93,7 @@ def _pointwise_relu_kernel(
     x, x_sn, x_sc, x_sh, x_sw,
     weight, bias, t,
     M, HW, W, C_IN, C_OUT,
-    X_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr,
+    X_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr, RELU: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -109,7 +109,8 @@ def _pointwise_relu_kernel(
         a = load_tile(x, x_pix, k.to(tl.int64) * x_sc, pix_mask, k_mask, X_PIXEL_MAJOR)
         acc = _mma(a, _load_pw_weight(weight, k, k_mask, co, co_mask, C_IN), acc, IEEE)
     acc += tl.load(bias + co, mask=co_mask, other=0.0).to(tl.float32)[None, :]
-    acc = tl.maximum(acc, 0.0)
+    if RELU:
+        acc = tl.maximum(acc, 0.0)
     t_ptrs = t + m.to(tl.int64)[:, None] * C_OUT + co[None, :]
     tl.store(t_ptrs, acc.to(t.dtype.element_ty), mask=pix_mask[:, None] & co_mask[None, :])
 
@@ -188,8 +189,9 @@ def _dw(weight: Tensor) -> Tensor:
     return weight.reshape(weight.shape[0], 9).contiguous()
 
 
-def _pointwise_relu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """relu(x @ weight^T + bias) per pixel, returned as an [N, C_out, H, W] view of a pixel-major buffer."""
+def _pointwise_relu(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = True) -> Tensor:
+    """relu(x @ weight^T + bias) per pixel (no ReLU when not relu), returned as an [N, C_out, H, W] view of a
+    pixel-major buffer."""
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
     t = torch.empty((n, h, w, c_out), dtype=x.dtype, device=x.device)
@@ -201,7 +203,7 @@ def _pointwise_relu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
     _pointwise_relu_kernel[grid](
         x, *x.stride(), _pw(weight), bias.contiguous(), t, m, h * w, w, c_in, c_out,
-        X_PIXEL_MAJOR=channels_innermost(x), IEEE=x.dtype == torch.float32, BLOCK_N=block_n,
+        X_PIXEL_MAJOR=channels_innermost(x), IEEE=x.dtype == torch.float32, RELU=relu, BLOCK_N=block_n,
     )
     return t.permute(0, 3, 1, 2)
 
@@ -230,14 +232,14 @@ def _unit_tail(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: in
     )
 
 
-def pointwise(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    """relu(conv1x1(x, weight) + bias), in x's memory format."""
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool) -> Tensor:
+    """conv1x1(x, weight) + bias, then ReLU when relu, in x's memory format."""
     check_device("pointwise", x)
     out = empty_output(x, (x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
     if out.numel() == 0:
         return out
     with device_guard(x):
-        out.copy_(_pointwise_relu(x, weight, bias))
+        out.copy_(_pointwise_relu(x, weight, bias, relu))
     return out
 
 
