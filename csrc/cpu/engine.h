@@ -25,7 +25,13 @@ struct GemmArgs {
   int64_t M, N, K;
   const float* bias;
   bool relu;
+  // C rows have room up to N rounded up to kPanelPad: the last panel is stored whole, and its columns
+  // past N get exact zeros (its weights and bias are zero-padded), so padded buffers hold no garbage.
+  bool store_padding = false;
 };
+
+// Channel padding of the units' intermediate buffers: a multiple of every variant's GEMM panel width.
+constexpr int64_t kPanelPad = 32;
 
 // One output row of a depthwise 3x3 (padding 1) on channels_last data:
 // out[ow*out_ps + c] = bias[c] + sum_{kh,kw} w9[(kh*3+kw)*C + c] * rows[kh][(ow*stride-1+kw)*in_ps + c],

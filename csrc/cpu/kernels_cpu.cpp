@@ -426,25 +426,41 @@ TapMajor tap_major(const Tensor& dw_weight) {
 
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// A depthwise conv's tap-major weights and bias, zero-padded from C to Cs channels: on rows whose
+// pixels are Cs floats apart (the units' intermediates), the depthwise conv then runs whole vectors
+// over the padding instead of a scalar tail (58 channels would leave 10 of them scalar).
+struct PaddedDw {
+  Tensor weight, bias;  // [9][Cs], [Cs]
+};
+
+PaddedDw padded_dw(const Tensor& dw_weight, const Tensor& dw_bias, int64_t Cs) {
+  const int64_t C = dw_weight.size(0);
+  PaddedDw p{at::zeros({9, Cs}, dw_weight.options()), at::zeros({Cs}, dw_bias.options())};
+  p.weight.narrow(1, 0, C).copy_(dw_weight.reshape({C, 9}).t());
+  p.bias.narrow(0, 0, C).copy_(dw_bias);
+  return p;
+}
+
 // out = relu(A @ W + bias) over `pixels` rows of A, split evenly across threads: by rows where every
 // thread gets enough of them for whole micro-tiles, else (the small late-stage images at batch 1) by
 // output-channel panels, so neither thread idles.
 void pointwise_all_pixels(const cpu::Kernels& k, const float* A, int64_t lda, const KMajor& w, const float* bias,
-                          int64_t c_out, int64_t c_in, int64_t pixels, float* out, int64_t ldc, bool relu = true) {
+                          int64_t c_out, int64_t c_in, int64_t pixels, float* out, int64_t ldc, bool relu = true,
+                          bool store_padding = false) {
   const int64_t threads = at::get_num_threads();
-  constexpr int64_t kMinRowsPerTask = 48, kTargetRowsPerTask = 192, kPanel = 32;
+  constexpr int64_t kMinRowsPerTask = 48, kTargetRowsPerTask = 192, kPanel = cpu::kPanelPad;
   if (threads > 1 && pixels < threads * kMinRowsPerTask) {
     const int64_t panels = (c_out + kPanel - 1) / kPanel;
     at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
       const int64_t n0 = begin * kPanel, n1 = std::min(c_out, end * kPanel);
-      k.gemm({A, lda, w.data + n0, w.ldb, out + n0, ldc, pixels, n1 - n0, c_in, bias + n0, relu});
+      k.gemm({A, lda, w.data + n0, w.ldb, out + n0, ldc, pixels, n1 - n0, c_in, bias + n0, relu, store_padding});
     });
     return;
   }
   const int64_t tasks = threads * std::max<int64_t>(1, pixels / (threads * kTargetRowsPerTask));
   at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
     const int64_t p0 = pixels * begin / tasks, p1 = pixels * end / tasks;
-    k.gemm({A + p0 * lda, lda, w.data, w.ldb, out + p0 * ldc, ldc, p1 - p0, c_out, c_in, bias, relu});
+    k.gemm({A + p0 * lda, lda, w.data, w.ldb, out + p0 * ldc, ldc, p1 - p0, c_out, c_in, bias, relu, store_padding});
   });
 }
 
@@ -497,11 +513,11 @@ void run_unit(int64_t N, int64_t pass1_rows, int64_t t1_floats_per_image, int64_
 Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1_b, const Tensor& dw_w,
                          const Tensor& dw_b, const Tensor& pw2_w, const Tensor& pw2_b) {
   const cpu::Kernels& k = cpu::kernels();
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), B = C / 2, Bs = round_up(B, 16);
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), B = C / 2, Bs = round_up(B, cpu::kPanelPad);
   Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const KMajor w1 = k_major(pw1_w), w2 = k_major(pw2_w);
-  const TapMajor w9 = tap_major(dw_w);
-  const Tensor b1 = pw1_b.contiguous(), bd = dw_b.contiguous(), b2 = pw2_b.contiguous();
+  const PaddedDw dw = padded_dw(dw_w, dw_b, Bs);
+  const Tensor b1 = pw1_b.contiguous(), b2 = pw2_b.contiguous();
   const float* xp = x.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
   const Bands bands = bands_for(N, H, W);
@@ -510,9 +526,9 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
   // each pixel's channels.
   auto pass1 = [&](int64_t p0, int64_t p1, float* t1, bool parallel) {
     if (parallel) {
-      pointwise_all_pixels(k, xp + p0 * C + B, C, w1, b1.const_data_ptr<float>(), B, B, p1 - p0, t1, Bs);
+      pointwise_all_pixels(k, xp + p0 * C + B, C, w1, b1.const_data_ptr<float>(), B, B, p1 - p0, t1, Bs, true, true);
     } else {
-      k.gemm({xp + p0 * C + B, C, w1.data, w1.ldb, t1, Bs, p1 - p0, B, B, b1.const_data_ptr<float>(), true});
+      k.gemm({xp + p0 * C + B, C, w1.data, w1.ldb, t1, Bs, p1 - p0, B, B, b1.const_data_ptr<float>(), true, true});
     }
   };
   // Pass 2, rows [h0, h1) of image n: d = dw(t1), y = relu(pw2(d)), out = interleave(x1, y).
@@ -522,7 +538,8 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
     for (int64_t h = h0; h < h1; ++h) {
       k.dw_row({{h > 0 ? t1_image + (h - 1) * W * Bs : nullptr, t1_image + h * W * Bs,
                  h + 1 < H ? t1_image + (h + 1) * W * Bs : nullptr},
-                Bs, W, W, B, 1, w9.data, bd.const_data_ptr<float>(), d + (h - h0) * W * Bs, Bs});
+                Bs, W, W, Bs, 1, dw.weight.const_data_ptr<float>(), dw.bias.const_data_ptr<float>(),
+                d + (h - h0) * W * Bs, Bs});
     }
     const int64_t pixels = (h1 - h0) * W, p0 = (n * H + h0) * W;
     k.gemm({d, Bs, w2.data, w2.ldb, y, Bs, pixels, B, B, b2.const_data_ptr<float>(), true});
@@ -538,12 +555,14 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
   const cpu::Kernels& k = cpu::kernels();
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Ho = dwconv3x3_out_size(H, 2), Wo = dwconv3x3_out_size(W, 2);
-  const int64_t Cs = round_up(Cin, 16), Bs = round_up(B, 16);
+  const int64_t Cs = round_up(Cin, cpu::kPanelPad), Bs = round_up(B, cpu::kPanelPad);
   Tensor out = at::empty({N, 2 * B, Ho, Wo}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const KMajor w1 = k_major(pw1_w), w2 = k_major(pw2_w), w3 = k_major(pw3_w);
-  const TapMajor w9_1 = tap_major(dw1_w), w9_2 = tap_major(dw2_w);
-  const Tensor bd1 = dw1_b.contiguous(), bd2 = dw2_b.contiguous(), b1 = pw1_b.contiguous(), b2 = pw2_b.contiguous(),
-               b3 = pw3_b.contiguous();
+  // Branch 1's depthwise reads x itself (pixels Cin floats apart, no padding to run over); branch 2's
+  // reads the padded intermediate.
+  const TapMajor w9_1 = tap_major(dw1_w);
+  const PaddedDw dw2 = padded_dw(dw2_w, dw2_b, Bs);
+  const Tensor bd1 = dw1_b.contiguous(), b1 = pw1_b.contiguous(), b2 = pw2_b.contiguous(), b3 = pw3_b.contiguous();
   const float* xp = x.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
   const Bands bands = bands_for(N, Ho, Wo);
@@ -551,9 +570,9 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
   // Pass 1: t1 = relu(pw1(x)) at full resolution (branch 2's depthwise input), pixels [p0, p1).
   auto pass1 = [&](int64_t p0, int64_t p1, float* t1, bool parallel) {
     if (parallel) {
-      pointwise_all_pixels(k, xp + p0 * Cin, Cin, w1, b1.const_data_ptr<float>(), B, Cin, p1 - p0, t1, Bs);
+      pointwise_all_pixels(k, xp + p0 * Cin, Cin, w1, b1.const_data_ptr<float>(), B, Cin, p1 - p0, t1, Bs, true, true);
     } else {
-      k.gemm({xp + p0 * Cin, Cin, w1.data, w1.ldb, t1, Bs, p1 - p0, B, Cin, b1.const_data_ptr<float>(), true});
+      k.gemm({xp + p0 * Cin, Cin, w1.data, w1.ldb, t1, Bs, p1 - p0, B, Cin, b1.const_data_ptr<float>(), true, true});
     }
   };
   // Pass 2, output rows [h0, h1) of image n: both branches' depthwise (stride 2) and 1x1, then the
@@ -571,8 +590,8 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
       const int64_t ih = 2 * oh - 1;  // first input row of the window
       k.dw_row({{row(x_image, Cin, ih), row(x_image, Cin, ih + 1), row(x_image, Cin, ih + 2)}, Cin, W, Wo, Cin, 2,
                 w9_1.data, bd1.const_data_ptr<float>(), d1 + (oh - h0) * Wo * Cs, Cs});
-      k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)}, Bs, W, Wo, B, 2,
-                w9_2.data, bd2.const_data_ptr<float>(), d2 + (oh - h0) * Wo * Bs, Bs});
+      k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)}, Bs, W, Wo, Bs, 2,
+                dw2.weight.const_data_ptr<float>(), dw2.bias.const_data_ptr<float>(), d2 + (oh - h0) * Wo * Bs, Bs});
     }
     const int64_t pixels = (h1 - h0) * Wo, p0 = (n * Ho + h0) * Wo;
     k.gemm({d1, Cs, w3.data, w3.ldb, y1, Bs, pixels, B, Cin, b3.const_data_ptr<float>(), true});
