@@ -31,16 +31,17 @@ else
 fi
 
 echo "== parity table"
-python -m shufflekernels check | tee "$out/check.txt" || status=1
+timeout 90 python -m shufflekernels check | tee "$out/check.txt" || status=1
 echo "- parity table: $(tail -1 "$out/check.txt")" >> "$summary"
 
 echo "== CUDA and Triton tests"
-python -m pytest tests -q -x -p no:cacheprovider -k "cuda or triton" > "$out/tests.log" 2>&1 || status=1
+# Each stage has a time limit, so the report arrives within the budget even if a stage hangs.
+timeout 240 python -m pytest tests -q -p no:cacheprovider -k "cuda or triton" > "$out/tests.log" 2>&1 || status=1
 tail -3 "$out/tests.log"
 echo "- tests: $(tail -1 "$out/tests.log")" >> "$summary"
 
 echo "== benchmark"
-python benchmarks/gpu_bench.py --out "$out" ${GPU_BENCH_ARGS:-} || status=1
+timeout 200 python benchmarks/gpu_bench.py --out "$out" ${GPU_BENCH_ARGS:-} || status=1
 [ -f "$out/gpu_bench.md" ] && { echo; cat "$out/gpu_bench.md"; } >> "$summary"
 
 echo "== summary ($summary)"
