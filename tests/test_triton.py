@@ -389,3 +389,22 @@ def test_import_does_not_import_triton():
     )
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=Path(__file__).resolve().parents[1])
+
+
+# --------------------------------------------------------------------------------------------------
+# The model on the Triton backend: x0.5 on a small image (the interpreter runs every program in numpy).
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_model_x0_5(layout):
+    from test_model import assert_logits_match, reference_model
+
+    model = reference_model(0.5, num_classes=10).to(DEVICE)
+    fused = sk.FusedShuffleNetV2.from_reference(model, backend="triton")
+    x = torch.randn(2, 3, 40, 40, device=DEVICE)  # 40 -> 20 -> 10 -> 5 -> 3 -> 2: odd sizes at stride 2
+    if layout == "nhwc":
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        # Float32 tl.dot runs IEEE (no TF32), so the logits match as tightly as on the native backend.
+        assert_logits_match(fused(x), model(x))
