@@ -342,3 +342,24 @@ def test_cpu_engine_variants(isa):
         pytest.skip(f"this CPU lacks {isa}")
     env = {**os.environ, "SK_ENGINE_ISA": isa}
     subprocess.run([sys.executable, "-c", ENGINE_CHECK.format(isa=isa)], check=True, env=env)
+
+
+@requires_native_cpu
+def test_engine_propagates_nan():
+    # torch's ReLU and max-pool keep NaN; the vectorised engine must not turn it into zero.
+    x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    x[0, 3, 2, 2] = float("nan")
+    w, b = torch.randn(4, 8, 1, 1), torch.randn(4)
+    assert torch.isnan(sk.ops.pointwise(x, w, b, backend="native")[0, :, 2, 2]).all()
+    img = torch.randn(1, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    img[0, 1, 5, 5] = float("nan")
+    stem = sk.ops.stem(img, torch.randn(5, 3, 3, 3), torch.randn(5), backend="native")
+    assert torch.equal(torch.isnan(stem), torch.isnan(ref.stem(img, torch.randn(5, 3, 3, 3), torch.randn(5))))
+
+
+@requires_native_cpu
+def test_pointwise_single_channel_keeps_nchw():
+    # [N, 1, H, W] is dense in both layouts; an NCHW input still gets an NCHW output.
+    x = torch.randn(2, 1, 5, 5)
+    out = sk.ops.pointwise(x, torch.randn(8, 1, 1, 1), torch.randn(8), backend="native")
+    assert out.is_contiguous()

@@ -402,9 +402,9 @@ struct KMajor {
 
 KMajor k_major(const Tensor& weight) {
   const int64_t c_out = weight.size(0), c_in = weight.size(1);
-  Tensor w2d = weight.reshape({c_out, c_in});
-  if (w2d.stride(0) == 1 && (w2d.stride(1) == c_out || c_in == 1)) return {w2d, w2d.const_data_ptr<float>(), c_out};
-  Tensor t = w2d.t().contiguous();
+  // Checked on the 4-D strides directly: a reshape would cost a dispatcher call per weight per unit.
+  if (weight.stride(0) == 1 && (weight.stride(1) == c_out || c_in == 1)) return {Tensor(), weight.const_data_ptr<float>(), c_out};
+  Tensor t = weight.reshape({c_out, c_in}).t().contiguous();
   return {t, t.const_data_ptr<float>(), c_out};
 }
 
@@ -418,9 +418,10 @@ struct TapMajor {
 
 TapMajor tap_major(const Tensor& dw_weight) {
   const int64_t C = dw_weight.size(0);
-  Tensor w = dw_weight.reshape({C, 9});
-  if (w.stride(0) == 1 && (w.stride(1) == C || C == 1)) return {w, w.const_data_ptr<float>()};
-  Tensor t = w.t().contiguous();
+  // Strides of [C, 1, 3, 3] stored as [9][C]: (1, -, 3C, C). Checked directly, without a reshape.
+  if (dw_weight.stride(0) == 1 && ((dw_weight.stride(2) == 3 * C && dw_weight.stride(3) == C) || C == 1))
+    return {Tensor(), dw_weight.const_data_ptr<float>()};
+  Tensor t = dw_weight.reshape({C, 9}).t().contiguous();
   return {t, t.const_data_ptr<float>()};
 }
 
@@ -430,14 +431,20 @@ inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 // pixels are Cs floats apart (the units' intermediates), the depthwise conv then runs whole vectors
 // over the padding instead of a scalar tail (58 channels would leave 10 of them scalar).
 struct PaddedDw {
-  Tensor weight, bias;  // [9][Cs], [Cs]
+  std::vector<float> weight, bias;  // [9][Cs], [Cs]
 };
 
+// Built with plain loops through the tensors' strides: at batch 1 a handful of ATen calls per unit
+// would cost more than the copy.
 PaddedDw padded_dw(const Tensor& dw_weight, const Tensor& dw_bias, int64_t Cs) {
   const int64_t C = dw_weight.size(0);
-  PaddedDw p{at::zeros({9, Cs}, dw_weight.options()), at::zeros({Cs}, dw_bias.options())};
-  p.weight.narrow(1, 0, C).copy_(dw_weight.reshape({C, 9}).t());
-  p.bias.narrow(0, 0, C).copy_(dw_bias);
+  PaddedDw p{std::vector<float>(9 * Cs, 0.f), std::vector<float>(Cs, 0.f)};
+  const auto w = dw_weight.accessor<float, 4>();
+  const auto b = dw_bias.accessor<float, 1>();
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t t = 0; t < 9; ++t) p.weight[t * Cs + c] = w[c][0][t / 3][t % 3];
+    p.bias[c] = b[c];
+  }
   return p;
 }
 
@@ -538,7 +545,7 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
     for (int64_t h = h0; h < h1; ++h) {
       k.dw_row({{h > 0 ? t1_image + (h - 1) * W * Bs : nullptr, t1_image + h * W * Bs,
                  h + 1 < H ? t1_image + (h + 1) * W * Bs : nullptr},
-                Bs, W, W, Bs, 1, dw.weight.const_data_ptr<float>(), dw.bias.const_data_ptr<float>(),
+                Bs, W, W, Bs, 1, dw.weight.data(), dw.bias.data(),
                 d + (h - h0) * W * Bs, Bs});
     }
     const int64_t pixels = (h1 - h0) * W, p0 = (n * H + h0) * W;
@@ -591,7 +598,7 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
       k.dw_row({{row(x_image, Cin, ih), row(x_image, Cin, ih + 1), row(x_image, Cin, ih + 2)}, Cin, W, Wo, Cin, 2,
                 w9_1.data, bd1.const_data_ptr<float>(), d1 + (oh - h0) * Wo * Cs, Cs});
       k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)}, Bs, W, Wo, Bs, 2,
-                dw2.weight.const_data_ptr<float>(), dw2.bias.const_data_ptr<float>(), d2 + (oh - h0) * Wo * Bs, Bs});
+                dw2.weight.data(), dw2.bias.data(), d2 + (oh - h0) * Wo * Bs, Bs});
     }
     const int64_t pixels = (h1 - h0) * Wo, p0 = (n * Ho + h0) * Wo;
     k.gemm({d1, Cs, w3.data, w3.ldb, y1, Bs, pixels, B, Cin, b3.const_data_ptr<float>(), true});
@@ -606,8 +613,9 @@ Tensor pointwise_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bia
   check_pointwise(x_in, weight, bias);
   auto [x, layout] = in_kernel_layout(x_in);
   const int64_t N = x.size(0), c_in = x.size(1), H = x.size(2), W = x.size(3), c_out = weight.size(0);
-  // Pooled features [N, C, 1, 1] are dense in both layouts: the engine reads them as channels_last.
-  if (x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.scalar_type() == at::kFloat) {
+  // Pooled features [N, C, 1, 1] are dense in both layouts (and their output too): the engine reads
+  // them as channels_last whichever layout was chosen.
+  if ((layout == Layout::NHWC || H * W == 1) && x.scalar_type() == at::kFloat) {
     Tensor out = at::empty({N, c_out, H, W}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
     if (out.numel() == 0) return out;
     const KMajor w = k_major(weight);
