@@ -44,6 +44,7 @@ struct DwRowArgs {
   const float* bias;  // [C]
   float* out;
   int64_t out_ps;
+  bool relu = false;  // ReLU epilogue
 };
 
 // out[p*2B + 2j] = a[p*a_ps + j], out[p*2B + 2j + 1] = b[p*b_ps + j] for p < pixels, j < B.

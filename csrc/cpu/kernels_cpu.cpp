@@ -303,10 +303,14 @@ Tensor run_dwconv3x3(const Tensor& x, Layout layout, const Tensor& weight, const
   return out;
 }
 
+Tensor dwconv3x3_engine(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
+                        bool relu);
+
 Tensor dwconv3x3_cpu(const Tensor& x_in, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
                      bool relu) {
   check_dwconv3x3(x_in, weight, bias, stride);
   auto [x, layout] = in_kernel_layout(x_in);
+  if (layout == Layout::NHWC && x.scalar_type() == at::kFloat) return dwconv3x3_engine(x, weight, bias, stride, relu);
   return run_dwconv3x3(x, layout, weight, bias, stride, relu, c10::nullopt, false);
 }
 
@@ -485,6 +489,31 @@ Bands bands_for(int64_t N, int64_t H, int64_t W) {
   int64_t per_image = threads * std::max<int64_t>(1, H * W / (threads * kTargetPixels));
   per_image = std::min(per_image, H);
   return {per_image, (H + per_image - 1) / per_image};
+}
+
+// The float32 channels_last depthwise conv on the engine: one output row per step, rows split across
+// threads. Weights and bias zero-padded to whole vectors (padded_dw); the input is read unpadded.
+Tensor dwconv3x3_engine(const Tensor& x, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
+                        bool relu) {
+  const cpu::Kernels& k = cpu::kernels();
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = dwconv3x3_out_size(H, stride), Wo = dwconv3x3_out_size(W, stride);
+  Tensor out = at::empty({N, C, Ho, Wo}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (out.numel() == 0) return out;
+  const TapMajor w9 = tap_major(weight);
+  const Tensor b = bias.has_value() ? bias->contiguous() : at::zeros({C}, x.options());
+  const float* xp = x.const_data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, N * Ho, grain_for(Wo * C * 9), [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t n = task / Ho, oh = task % Ho, ih = oh * stride - 1;
+      const float* image = xp + n * H * W * C;
+      auto row = [&](int64_t r) -> const float* { return r >= 0 && r < H ? image + r * W * C : nullptr; };
+      k.dw_row({{row(ih), row(ih + 1), row(ih + 2)}, C, W, Wo, C, stride, w9.data, b.const_data_ptr<float>(),
+                op + (n * Ho + oh) * Wo * C, C, relu});
+    }
+  });
+  return out;
 }
 
 // A unit's second pass runs per band of rows, on an image whose first pass (t1) is complete. With at
@@ -669,8 +698,12 @@ Tensor split_unit_cpu(const Tensor& x_in, const Tensor& pw1_w, const Tensor& pw1
   auto [x, layout] = in_kernel_layout(x_in);
   const int64_t N = x.size(0), H = x.size(2), W = x.size(3);
   if (x.numel() == 0) return at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout)));
-  if (layout == Layout::NHWC && x.scalar_type() == at::kFloat)
-    return split_unit_engine(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b);
+  // float32 runs on the channels_last engine; an NCHW input is converted once each way, which costs
+  // far less than the unfused NCHW path below.
+  if (x.scalar_type() == at::kFloat) {
+    Tensor out = split_unit_engine(x.contiguous(at::MemoryFormat::ChannelsLast), pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b);
+    return layout == Layout::NHWC ? out : out.contiguous();
+  }
   Tensor x1 = x.narrow(1, 0, cb), x2 = x.narrow(1, cb, cb);
   Tensor t1 = pointwise_raw(x2, layout, pw1_w);
   Tensor b1 = pw1_b.to(at::kFloat);
@@ -690,8 +723,11 @@ Tensor down_unit_cpu(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1_
   const int64_t N = x.size(0);
   const int64_t Ho = dwconv3x3_out_size(x.size(2), 2), Wo = dwconv3x3_out_size(x.size(3), 2);
   if (N == 0) return at::empty({0, 2 * cb, Ho, Wo}, x.options().memory_format(memory_format_of(layout)));
-  if (layout == Layout::NHWC && x.scalar_type() == at::kFloat)
-    return down_unit_engine(x, cb, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b);
+  if (x.scalar_type() == at::kFloat) {  // as in split_unit_cpu
+    Tensor out = down_unit_engine(x.contiguous(at::MemoryFormat::ChannelsLast), cb, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w,
+                                  pw1_b, dw2_w, dw2_b, pw2_w, pw2_b);
+    return layout == Layout::NHWC ? out : out.contiguous();
+  }
   // Branch 1: depthwise stride 2 (bias, no ReLU), then raw 1x1.
   Tensor d1 = run_dwconv3x3(x, layout, dw1_w, dw1_b, 2, false, c10::nullopt, false);
   Tensor r1 = pointwise_raw(d1, layout, pw3_w);
