@@ -20,27 +20,7 @@ import torch
 
 import shufflekernels as sk
 from shufflekernels.__main__ import demo_model
-
-
-def graphed(fn: Callable, example: torch.Tensor) -> Callable:
-    """fn captured once in a CUDA graph; the returned callable copies its input in and replays."""
-    static_x = example.clone()
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn(static_x)
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = fn(static_x)
-
-    def replay(x: torch.Tensor) -> torch.Tensor:
-        static_x.copy_(x)
-        graph.replay()
-        return static_out
-
-    return replay
+from shufflekernels.cuda_graphs import graphed
 
 
 def providers(width: float, dtype: torch.dtype, example: torch.Tensor, with_compile: bool) -> dict[str, Callable]:

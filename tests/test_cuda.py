@@ -9,6 +9,7 @@ import torch
 import shufflekernels as sk
 
 from conftest import requires_cuda
+from shufflekernels.cuda_graphs import graphed
 from test_model import assert_logits_match, reference_model
 
 pytestmark = requires_cuda
@@ -41,22 +42,11 @@ def test_model_parity_cuda(width, layout, dtype):
 def test_cuda_graph_replay():
     model = reference_model(1.0)
     fused = sk.FusedShuffleNetV2.from_reference(model, backend="native").cuda()
-    static_x = torch.randn(8, 3, 224, 224, device="cuda")
     with torch.inference_mode():
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):  # warm up on a side stream, as capture requires
-            for _ in range(2):
-                fused(static_x)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = fused(static_x)
+        replay = graphed(fused, torch.randn(8, 3, 224, 224, device="cuda"))
         for seed in range(3):
             x = torch.randn(8, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
-            static_x.copy_(x)
-            graph.replay()
-            assert_logits_match(static_out.cpu(), model(x))
+            assert_logits_match(replay(x.cuda()).cpu(), model(x))
 
 
 def test_compile_cuda():
