@@ -260,3 +260,15 @@ def test_torchvision_swap_on_a_photograph(width):
     reference.load_state_dict(tv.state_dict())
     with torch.inference_mode():
         torch.testing.assert_close(reference.eval()(batch), expected)
+
+
+def test_set_backend_switches_every_layer():
+    model = reference_model(0.5, num_classes=10)
+    fused = sk.FusedShuffleNetV2.from_reference(model, backend="native")
+    assert fused.set_backend("reference") is fused
+    assert fused.backend == "reference" and all(unit.backend == "reference" for unit in fused.units)
+    x = torch.randn(1, 3, 48, 48)
+    with torch.inference_mode():
+        assert_logits_match(fused(x), model(x))
+    with pytest.raises(ValueError, match="argument 'backend' expected one of"):
+        fused.set_backend("cudnn")

@@ -320,19 +320,19 @@ Tensor dwconv3x3_cpu(const Tensor& x_in, const Tensor& weight, const c10::option
 // or the final interleave, which writes both branches straight to their shuffled channel positions.
 // ---------------------------------------------------------------------------------------------------
 
-// One branch of the final interleave: out channel 2j + slot = act(src[j] + bias[j]).
+// One branch of the final interleave: out channel 2j + slot = relu(src[j] + bias[j]) (every unit
+// branch ends in a 1x1 conv + BN + ReLU), or src[j] as it is when bias is null (the split unit's
+// identity half). The CUDA interleave (Branch) has the same contract.
 struct BranchSource {
   const void* data;
   int64_t stride;      // elements between consecutive pixels (NHWC) or images (NCHW)
-  const float* bias;   // nullptr: the source is already final (the split unit's identity half)
-  bool relu;
+  const float* bias;
 };
 
 template <typename scalar_t>
 inline scalar_t finish(scalar_t v, const BranchSource& s, int64_t j) {
   if (s.bias == nullptr) return v;
-  float f = static_cast<float>(v) + s.bias[j];
-  return static_cast<scalar_t>(s.relu ? std::max(f, 0.f) : f);
+  return static_cast<scalar_t>(std::max(static_cast<float>(v) + s.bias[j], 0.f));
 }
 
 template <typename scalar_t>
@@ -367,7 +367,7 @@ void interleave2_nchw(const BranchSource& a, const BranchSource& b, int64_t cpg,
       const float bias = src.bias[s.channel];
       for (int64_t k = 0; k < HW; ++k) {
         float f = static_cast<float>(plane[k]) + bias;
-        oplane[k] = static_cast<scalar_t>(src.relu ? std::max(f, 0.f) : f);
+        oplane[k] = static_cast<scalar_t>(std::max(f, 0.f));
       }
     }
   });
@@ -710,8 +710,8 @@ Tensor split_unit_cpu(const Tensor& x_in, const Tensor& pw1_w, const Tensor& pw1
   Tensor t2 = run_dwconv3x3(t1, layout, dw_w, dw_b, 1, false, b1, true);
   Tensor y = pointwise_raw(t2, layout, pw2_w);
   Tensor b2 = pw2_b.to(at::kFloat).contiguous();
-  BranchSource identity{x1.const_data_ptr(), branch_stride(x, layout), nullptr, false};
-  BranchSource branch{y.const_data_ptr(), branch_stride(y, layout), b2.const_data_ptr<float>(), true};
+  BranchSource identity{x1.const_data_ptr(), branch_stride(x, layout), nullptr};
+  BranchSource branch{y.const_data_ptr(), branch_stride(y, layout), b2.const_data_ptr<float>()};
   return interleave2(identity, branch, N, cb, H, W, layout, x.options());
 }
 
@@ -736,8 +736,8 @@ Tensor down_unit_cpu(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1_
   Tensor d2 = run_dwconv3x3(t1, layout, dw2_w, dw2_b, 2, false, pw1_b.to(at::kFloat), true);
   Tensor r2 = pointwise_raw(d2, layout, pw2_w);
   Tensor b3 = pw3_b.to(at::kFloat).contiguous(), b2 = pw2_b.to(at::kFloat).contiguous();
-  BranchSource s1{r1.const_data_ptr(), branch_stride(r1, layout), b3.const_data_ptr<float>(), true};
-  BranchSource s2{r2.const_data_ptr(), branch_stride(r2, layout), b2.const_data_ptr<float>(), true};
+  BranchSource s1{r1.const_data_ptr(), branch_stride(r1, layout), b3.const_data_ptr<float>()};
+  BranchSource s2{r2.const_data_ptr(), branch_stride(r2, layout), b2.const_data_ptr<float>()};
   return interleave2(s1, s2, N, cb, Ho, Wo, layout, x.options());
 }
 
