@@ -123,6 +123,7 @@ sources = [
     "csrc/cpu/engine_baseline.cpp",
     "csrc/cpu/engine_avx2.cpp",
     "csrc/cpu/engine_avx512.cpp",
+    "csrc/cuda/host_emulation.cpp",
 ]
 extra_compile_args = {"cxx": cxx_flags}
 extension_cls = CppExtension

@@ -18,18 +18,22 @@
 
 namespace shufflekernels {
 
-// Output channel -> source (group, channel within group) of a shuffle with `groups` groups.
+// Output channel -> source (group, channel within group) of a shuffle with `groups` groups. Generic
+// over the index type so that 32-bit GPU launches do 32-bit divisions.
+template <typename I>
 struct ShuffleSource {
-  int64_t group;
-  int64_t channel;
+  I group;
+  I channel;
 };
 
-SK_HOST_DEVICE ShuffleSource shuffle_source(int64_t out_channel, int64_t groups) {
+template <typename I>
+SK_HOST_DEVICE ShuffleSource<I> shuffle_source(I out_channel, I groups) {
   return {out_channel % groups, out_channel / groups};
 }
 
 // Input channel -> output channel of the same shuffle (the inverse map of shuffle_source).
-SK_HOST_DEVICE int64_t shuffle_destination(int64_t group, int64_t channel, int64_t groups) {
+template <typename I>
+SK_HOST_DEVICE I shuffle_destination(I group, I channel, I groups) {
   return channel * groups + group;
 }
 

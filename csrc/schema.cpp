@@ -1,33 +1,9 @@
-// The op library: every schema is declared here, once. Each backend registers its implementation
-// against these schemas (csrc/cpu/ for the CPU key, csrc/cuda/ for the CUDA key); the fake (meta)
-// implementations live beside the Python wrappers in shufflekernels/ops.py.
+// The op library: every schema is declared once (csrc/schema.h) and defined here. Each backend
+// registers its implementation against these schemas (csrc/cpu/ for the CPU key, csrc/cuda/ for the
+// CUDA key); the fake (meta) implementations live beside the Python wrappers in shufflekernels/ops.py.
 //
 // The Python module shufflekernels._C (csrc/python_module.cpp) exists only to load this library and
 // report how it was built; no op reaches Python any other way.
-#include <torch/library.h>
+#include "schema.h"
 
-TORCH_LIBRARY(shufflekernels, m) {
-  // out[n, j*g + i] = x[n, i*(C/g) + j]; x [N, C, H, W], C % groups == 0.
-  m.def("channel_shuffle(Tensor x, int groups) -> Tensor");
-  // channel_shuffle(cat(tensors, 1), len(tensors)) without the intermediate.
-  m.def("shuffle_cat(Tensor[] tensors) -> Tensor");
-  // Depthwise 3x3, padding 1, stride 1 or 2; weight [C, 1, 3, 3], bias [C]; optional ReLU.
-  m.def("dwconv3x3(Tensor x, Tensor weight, Tensor? bias, int stride, bool relu) -> Tensor");
-  // conv1x1(x, weight) + bias, then ReLU when relu: weight [Cout, Cin, 1, 1], bias [Cout] (a folded
-  // BatchNorm). The network's conv5 (with ReLU) and its classifier on pooled features (without).
-  m.def("pointwise(Tensor x, Tensor weight, Tensor bias, bool relu=True) -> Tensor");
-  // The network's stem: maxpool3x3/2(relu(conv3x3/2(x, weight) + bias)), padding 1 for both;
-  // weight [Cout, Cin, 3, 3], bias [Cout] (a folded BatchNorm).
-  m.def("stem(Tensor x, Tensor weight, Tensor bias) -> Tensor");
-  // Stride-1 ShuffleNetV2 unit on folded parameters (DESIGN.md, "Split unit"):
-  // x1, x2 = x.chunk(2, 1); y = relu(pw2(dw(relu(pw1(x2))))); out = shuffle_cat([x1, y]).
-  m.def(
-      "split_unit(Tensor x, Tensor pw1_weight, Tensor pw1_bias, Tensor dw_weight, Tensor dw_bias, "
-      "Tensor pw2_weight, Tensor pw2_bias) -> Tensor");
-  // Stride-2 ShuffleNetV2 unit on folded parameters (DESIGN.md, "Down unit"):
-  // b1 = relu(pw3(dw_s2(x))); b2 = relu(pw2(dw_s2(relu(pw1(x))))); out = shuffle_cat([b1, b2]).
-  m.def(
-      "down_unit(Tensor x, Tensor dw1_weight, Tensor dw1_bias, Tensor pw3_weight, Tensor pw3_bias, "
-      "Tensor pw1_weight, Tensor pw1_bias, Tensor dw2_weight, Tensor dw2_bias, Tensor pw2_weight, "
-      "Tensor pw2_bias) -> Tensor");
-}
+TORCH_LIBRARY(shufflekernels, m) { shufflekernels::define_op_schemas(m); }

@@ -73,12 +73,17 @@ class _FusedUnit(nn.Module):
         return _run(self.OP, self.backend, x, *self.params())
 
 
+# The op library the native backend calls. Tests point it at shufflekernels_cuda_emulated to run the
+# whole network through the CUDA kernels' code on CPU tensors.
+_native_ops = torch.ops.shufflekernels
+
+
 def _run(op: str, backend: str, x: Tensor, *params: Tensor, **options) -> Tensor:
     """One of the ops on the backend the model was built for. The native op is called straight through
     the dispatcher: it checks its inputs itself, and the Python checks of ops.py would cost more than a
     small unit's kernels at batch 1."""
     if ops.resolve_backend(op, backend, x.device) == "native":
-        return getattr(torch.ops.shufflekernels, op).default(x, *params, **options)
+        return getattr(_native_ops, op).default(x, *params, **options)
     return getattr(ops, op)(x, *params, **options, backend=backend)
 
 
@@ -229,7 +234,7 @@ class FusedShuffleNetV2(nn.Module):
             # The units straight through the dispatcher, without a module call each: at batch 1 the
             # Python around sixteen small ops is a tenth of the forward.
             for unit in self.units:
-                x = getattr(torch.ops.shufflekernels, unit.OP).default(x, *unit.params())
+                x = getattr(_native_ops, unit.OP).default(x, *unit.params())
         else:
             x = self.units(x)
         x = _run("pointwise", self.backend, x, self.conv5_weight, self.conv5_bias)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import shufflekernels as sk
 from shufflekernels import _library
 
 # dtype -> (atol, rtol) for ops that round (the permutations are compared exactly). Low-precision
@@ -32,6 +33,42 @@ def native_devices() -> list:
         pytest.param("cpu", marks=requires_native_cpu),
         pytest.param("cuda", marks=requires_cuda),
     ]
+
+
+# The CUDA backend's kernels run on host threads over CPU tensors (csrc/cuda/host_emulation.cpp): the op
+# tables prove the CUDA kernels' index math, vector planning and epilogues on machines without a GPU.
+# "-i64" plans every launch as if its tensors were too large for 32-bit indices.
+EMULATED_CUDA = "cuda-emulated"
+EMULATED_CUDA_I64 = "cuda-emulated-i64"
+CUDA_EMULATION_BUILT = NATIVE_CPU and torch._C._dispatch_has_kernel_for_dispatch_key(
+    "shufflekernels_cuda_emulated::split_unit", "CPU"
+)
+requires_cuda_emulation = pytest.mark.skipif(not CUDA_EMULATION_BUILT, reason="the native library is not built")
+
+
+def kernel_devices() -> list:
+    """native_devices() plus the emulated CUDA kernels, as pytest params."""
+    return native_devices() + [
+        pytest.param(EMULATED_CUDA, marks=requires_cuda_emulation),
+        pytest.param(EMULATED_CUDA_I64, marks=requires_cuda_emulation),
+    ]
+
+
+def tensor_device(device: str) -> str:
+    """Where a kernel_devices() param's tensors live."""
+    return "cpu" if device.startswith(EMULATED_CUDA) else device
+
+
+def run_native(device: str, op: str, *args, **kwargs):
+    """The native op for a kernel_devices() param: through shufflekernels.ops, or the emulated CUDA op."""
+    if not device.startswith(EMULATED_CUDA):
+        return getattr(sk.ops, op)(*args, **kwargs, backend="native")
+    emulated = torch.ops.shufflekernels_cuda_emulated
+    emulated.force_wide_index(device == EMULATED_CUDA_I64)
+    try:
+        return getattr(emulated, op)(*args, **kwargs)
+    finally:
+        emulated.force_wide_index(False)
 
 
 def make_layout(x: torch.Tensor, layout: str) -> torch.Tensor:

@@ -8,7 +8,17 @@ import torch
 import shufflekernels as sk
 from shufflekernels import reference as ref
 
-from conftest import LAYOUTS, assert_close, assert_same_format, make_layout, native_devices, requires_native_cpu
+from conftest import (
+    LAYOUTS,
+    assert_close,
+    assert_same_format,
+    kernel_devices,
+    make_layout,
+    native_devices,
+    requires_native_cpu,
+    run_native,
+    tensor_device,
+)
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
@@ -27,14 +37,15 @@ SHUFFLE_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("device", kernel_devices())
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", SHUFFLE_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_channel_shuffle(device, layout, shape, dtype):
+    dev = tensor_device(device)
     n, c, h, w, g = shape
-    x = make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout)
-    out = sk.ops.channel_shuffle(x, g, backend="native")
+    x = make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout)
+    out = run_native(device, "channel_shuffle", x, g)
     assert out.shape == x.shape and out.dtype == dtype
     assert torch.equal(out, ref.channel_shuffle(x.contiguous(), g))
     assert_same_format(out, x)
@@ -53,26 +64,28 @@ SHUFFLE_CAT_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("device", kernel_devices())
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", SHUFFLE_CAT_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_shuffle_cat(device, layout, shape, dtype):
+    dev = tensor_device(device)
     n, c, h, w, g = shape
-    xs = [make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout) for _ in range(g)]
-    out = sk.ops.shuffle_cat(xs, backend="native")
+    xs = [make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout) for _ in range(g)]
+    out = run_native(device, "shuffle_cat", xs)
     assert out.shape == (n, c * g, h, w)
     assert torch.equal(out, ref.shuffle_cat([x.contiguous() for x in xs]))
     assert_same_format(out, xs[0])
 
 
-@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("device", kernel_devices())
 def test_shuffle_cat_mixed_layouts(device):
+    dev = tensor_device(device)
     # The first tensor decides the output layout; the others are read correctly whatever theirs is.
-    a = torch.randn(2, 6, 5, 5, device=device).contiguous(memory_format=torch.channels_last)
-    b = torch.randn(2, 6, 5, 5, device=device)
-    c = make_layout(torch.randn(2, 6, 5, 5, device=device), "strided")
-    out = sk.ops.shuffle_cat([a, b, c], backend="native")
+    a = torch.randn(2, 6, 5, 5, device=dev).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(2, 6, 5, 5, device=dev)
+    c = make_layout(torch.randn(2, 6, 5, 5, device=dev), "strided")
+    out = run_native(device, "shuffle_cat", [a, b, c])
     assert torch.equal(out, ref.shuffle_cat([a, b, c]))
     assert out.is_contiguous(memory_format=torch.channels_last)
 
@@ -100,18 +113,19 @@ DW_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("device", kernel_devices())
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", DW_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_dwconv3x3(device, layout, shape, dtype, relu, with_bias):
+    dev = tensor_device(device)
     n, c, h, w, stride = shape
-    x = make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout)
-    weight = torch.randn(c, 1, 3, 3, device=device).to(dtype)
-    bias = torch.randn(c, device=device).to(dtype) if with_bias else None
-    out = sk.ops.dwconv3x3(x, weight, bias, stride=stride, relu=relu, backend="native")
+    x = make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout)
+    weight = torch.randn(c, 1, 3, 3, device=dev).to(dtype)
+    bias = torch.randn(c, device=dev).to(dtype) if with_bias else None
+    out = run_native(device, "dwconv3x3", x, weight, bias, stride=stride, relu=relu)
     expected = ref.dwconv3x3(x, weight, bias, stride=stride, relu=relu)
     assert out.shape == expected.shape == (n, c, (h - 1) // stride + 1, (w - 1) // stride + 1)
     assert out.dtype == dtype
@@ -131,20 +145,21 @@ POINTWISE_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("device", kernel_devices())
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("k_major", [False, True])
 @pytest.mark.parametrize("relu", [True, False])
 def test_pointwise(device, layout, shape, dtype, k_major, relu):
+    dev = tensor_device(device)
     n, c_in, h, w, c_out = shape
-    x = make_layout(torch.randn(n, c_in, h, w, device=device).to(dtype), layout)
-    weight = (torch.randn(c_out, c_in, 1, 1, device=device) / c_in**0.5).to(dtype)
+    x = make_layout(torch.randn(n, c_in, h, w, device=dev).to(dtype), layout)
+    weight = (torch.randn(c_out, c_in, 1, 1, device=dev) / c_in**0.5).to(dtype)
     if k_major:  # stored transposed, as FusedShuffleNetV2 keeps its 1x1 weights
         weight = weight.reshape(c_out, c_in).t().contiguous().t().reshape(c_out, c_in, 1, 1)
-    bias = (0.5 * torch.randn(c_out, device=device)).to(dtype)
-    out = sk.ops.pointwise(x, weight, bias, relu=relu, backend="native")
+    bias = (0.5 * torch.randn(c_out, device=dev)).to(dtype)
+    out = run_native(device, "pointwise", x, weight, bias, relu=relu)
     expected = ref.pointwise(x, weight, bias, relu)
     assert out.shape == (n, c_out, h, w) and out.dtype == dtype
     atol, rtol = UNIT_TOLERANCES[dtype]
@@ -163,16 +178,17 @@ STEM_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("device", kernel_devices())
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", STEM_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_stem(device, layout, shape, dtype):
+    dev = tensor_device(device)
     n, c_in, h, w, c_out = shape
-    x = make_layout(torch.randn(n, c_in, h, w, device=device).to(dtype), layout)
-    weight = (torch.randn(c_out, c_in, 3, 3, device=device) / (3 * c_in**0.5)).to(dtype)
-    bias = (0.5 * torch.randn(c_out, device=device)).to(dtype)
-    out = sk.ops.stem(x, weight, bias, backend="native")
+    x = make_layout(torch.randn(n, c_in, h, w, device=dev).to(dtype), layout)
+    weight = (torch.randn(c_out, c_in, 3, 3, device=dev) / (3 * c_in**0.5)).to(dtype)
+    bias = (0.5 * torch.randn(c_out, device=dev)).to(dtype)
+    out = run_native(device, "stem", x, weight, bias)
     expected = ref.stem(x, weight, bias)
     hc, wc = (h - 1) // 2 + 1, (w - 1) // 2 + 1
     assert out.shape == expected.shape == (n, c_out, (hc - 1) // 2 + 1, (wc - 1) // 2 + 1) and out.dtype == dtype
@@ -208,15 +224,16 @@ SPLIT_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("device", kernel_devices())
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_split_unit(device, layout, shape, dtype):
+    dev = tensor_device(device)
     n, c, h, w = shape
-    x = make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout)
-    params = _unit_params(c, c // 2, dtype, device, split=True)
-    out = sk.ops.split_unit(x, *params, backend="native")
+    x = make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout)
+    params = _unit_params(c, c // 2, dtype, dev, split=True)
+    out = run_native(device, "split_unit", x, *params)
     expected = ref.split_unit(x, *params)
     assert out.shape == x.shape and out.dtype == dtype
     atol, rtol = UNIT_TOLERANCES[dtype]
@@ -237,15 +254,16 @@ DOWN_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("device", native_devices())
+@pytest.mark.parametrize("device", kernel_devices())
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", DOWN_SHAPES, ids=str)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_down_unit(device, layout, shape, dtype):
+    dev = tensor_device(device)
     n, c, h, w, cb = shape
-    x = make_layout(torch.randn(n, c, h, w, device=device).to(dtype), layout)
-    params = _unit_params(c, cb, dtype, device, split=False)
-    out = sk.ops.down_unit(x, *params, backend="native")
+    x = make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout)
+    params = _unit_params(c, cb, dtype, dev, split=False)
+    out = run_native(device, "down_unit", x, *params)
     expected = ref.down_unit(x, *params)
     assert out.shape == (n, 2 * cb, (h - 1) // 2 + 1, (w - 1) // 2 + 1) and out.dtype == dtype
     atol, rtol = UNIT_TOLERANCES[dtype]

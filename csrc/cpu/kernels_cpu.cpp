@@ -356,7 +356,7 @@ void interleave2_nchw(const BranchSource& a, const BranchSource& b, int64_t cpg,
   at::parallel_for(0, N * 2 * cpg, grain_for(HW), [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t n = nc / (2 * cpg);
-      const ShuffleSource s = shuffle_source(nc % (2 * cpg), 2);
+      const ShuffleSource s = shuffle_source<int64_t>(nc % (2 * cpg), 2);
       const BranchSource& src = s.group == 0 ? a : b;
       const scalar_t* __restrict plane = static_cast<const scalar_t*>(src.data) + n * src.stride + s.channel * HW;
       scalar_t* __restrict oplane = out + nc * HW;
