@@ -98,6 +98,8 @@ inline void check_pointwise(const at::Tensor& x, const at::Tensor& weight, const
   check_float_dtype(op, "x", x);
   check_rank(op, "weight", weight, 4);
   check_pw_params(op, "weight", "bias", x, weight, bias, weight.size(0), x.size(1));
+  // torch's conv2d returns [N, 0, H, W] for zero input channels, not its bias: no answer to match.
+  TORCH_CHECK_VALUE(x.size(1) > 0, "shufflekernels.pointwise: argument 'x' expected at least one channel, got 0");
 }
 
 inline void check_stem(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {

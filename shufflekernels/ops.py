@@ -118,6 +118,8 @@ def _check_pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = True)
         _fail("pointwise", "relu", "a bool", type(relu).__name__, TypeError)
     _check_tensor("pointwise", "weight", weight)
     _check_pw("pointwise", x, weight, bias, ("weight", "bias"), weight.shape[0], x.shape[1])
+    if x.shape[1] == 0:  # torch's conv2d returns [N, 0, H, W] here, not the bias: no answer to match
+        _fail("pointwise", "x", "at least one channel", 0)
 
 
 def _check_stem(x: Tensor, weight: Tensor, bias: Tensor) -> None:

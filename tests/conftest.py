@@ -27,6 +27,16 @@ requires_native_cpu = pytest.mark.skipif(not NATIVE_CPU, reason="native CPU kern
 requires_cuda = pytest.mark.skipif(not CUDA_USABLE, reason="CUDA kernels not built or no CUDA device")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def exact_float32_references():
+    """Float32 parity is checked to 1e-4 or tighter, but on a GPU torch runs conv2d (the references, the
+    CUDA stem) in TF32 by default, a 10-bit mantissa. The tests compare exact float32 on both sides."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def native_devices() -> list:
     """Devices whose native kernels are built and usable here, as pytest params."""
     return [

@@ -54,6 +54,8 @@ BAD_INPUTS = {
     "dwconv3x3 relu not bool": (lambda: ops.dwconv3x3(x4, w8, relu=1), None, TypeError, "dwconv3x3", "relu"),
     "pointwise weight channels": (lambda: ops.pointwise(x4, torch.randn(6, 4, 1, 1), torch.randn(6)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 4, 1, 1), torch.randn(6)), ValueError, "pointwise", "weight"),
     "pointwise bias shape": (lambda: ops.pointwise(x4, torch.randn(6, 8, 1, 1), torch.randn(5)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 8, 1, 1), torch.randn(5)), ValueError, "pointwise", "bias"),
+    # torch's own conv2d answers [N, 0, H, W] for no input channels, so there is no reference to match.
+    "pointwise no input channels": (lambda: ops.pointwise(torch.randn(2, 0, 3, 3), torch.randn(4, 0, 1, 1), torch.randn(4)), lambda: torch.ops.shufflekernels.pointwise(torch.randn(2, 0, 3, 3), torch.randn(4, 0, 1, 1), torch.randn(4)), ValueError, "pointwise", "x"),
     "pointwise 3x3 weight": (lambda: ops.pointwise(x4, torch.randn(6, 8, 3, 3), torch.randn(6)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 8, 3, 3), torch.randn(6)), ValueError, "pointwise", "weight"),
     "stem weight in-channels": (lambda: ops.stem(x4, torch.randn(24, 3, 3, 3), torch.randn(24)), lambda: torch.ops.shufflekernels.stem(x4, torch.randn(24, 3, 3, 3), torch.randn(24)), ValueError, "stem", "weight"),
     "stem bias shape": (lambda: ops.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(8)), lambda: torch.ops.shufflekernels.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(8)), ValueError, "stem", "bias"),

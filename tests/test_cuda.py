@@ -32,7 +32,7 @@ def test_model_parity_cuda(width, layout, dtype):
             xc = xc.contiguous(memory_format=torch.channels_last)
         got = fused(xc).float().cpu()
     if dtype == torch.float32:
-        # TF32 is off by default for matmuls in torch; fp32 parity is as tight as on the CPU.
+        # TF32 is off here (conftest.exact_float32_references); fp32 parity is as tight as on the CPU.
         assert_logits_match(got, expected)
     else:
         err = ((got - expected).norm() / expected.norm()).item()

@@ -51,16 +51,19 @@ def _dw(c, dtype):
 
 
 # (case, dtype, input builder, expected launches). The planner takes 16-byte accesses where every
-# count and pointer allows, else 8-byte, else one element; a 64-bit index is always scalar.
+# count and pointer allows, else 8-byte, else 4-byte (2-byte dtypes), else one element; a 64-bit index
+# is always scalar.
 PLANS = [
     # Permutations: NCHW moves plane rows (H*W), NHWC stores output pixels (C).
     ("shuffle nchw HW=64", torch.float32, lambda: EMULATED.channel_shuffle(_x((2, 8, 8, 8), "nchw"), 2),
      ["interleave nchw v4 i32"]),
     ("shuffle nchw HW=64", torch.float16, lambda: EMULATED.channel_shuffle(_x((2, 8, 8, 8), "nchw", torch.float16), 2),
      ["interleave nchw v8 i32"]),
-    ("shuffle nchw HW=6: 8 bytes on float32, none on float16 (no 4-byte width)", torch.float32,
+    ("shuffle nchw HW=6: 8 bytes on float32, 4 on float16", torch.float32,
      lambda: EMULATED.channel_shuffle(_x((1, 4, 2, 3), "nchw"), 2), ["interleave nchw v2 i32"]),
     ("shuffle nchw HW=6", torch.float16, lambda: EMULATED.channel_shuffle(_x((1, 4, 2, 3), "nchw", torch.float16), 2),
+     ["interleave nchw v2 i32"]),
+    ("shuffle nchw HW=15", torch.float16, lambda: EMULATED.channel_shuffle(_x((1, 4, 3, 5), "nchw", torch.float16), 2),
      ["interleave nchw v1 i32"]),
     ("shuffle nhwc C=116 (x1.0 stage 2)", torch.float32,
      lambda: EMULATED.channel_shuffle(_x((1, 116, 4, 4), "nhwc"), 2), ["interleave nhwc v4 i32"]),
@@ -104,7 +107,7 @@ PLANS = [
     ("split unit x1.0 stage 2 nhwc", torch.float16,
      lambda: EMULATED.split_unit(_x((1, 116, 28, 28), "nhwc", torch.float16),
                                  *_unit_params(116, 58, torch.float16, "cpu", True)),
-     ["dwconv3x3 nhwc v1 i32", "interleave2 nhwc v1 i32"]),
+     ["dwconv3x3 nhwc v2 i32", "interleave2 nhwc v2 i32"]),
     ("split unit x0.5 stage 3 nhwc (48 branch channels)", torch.float16,
      lambda: EMULATED.split_unit(_x((1, 96, 14, 14), "nhwc", torch.float16),
                                  *_unit_params(96, 48, torch.float16, "cpu", True)),

@@ -13,7 +13,7 @@
 //
 // A body computes one *item*: V consecutive elements along the layout's contiguous dimension, moved
 // with one V-wide load or store where the planner (vector_width) has proven every such access aligned
-// and in range, else one element (V = 1). Consecutive items touch consecutive memory, so a warp's
+// and in range (16, 8 or 4 bytes), else one element (V = 1). Consecutive items touch consecutive memory, so a warp's
 // accesses coalesce. Indices are 32-bit when every tensor of the launch has fewer than 2^31 elements,
 // 64-bit (and scalar) otherwise. Float16 and bfloat16 accumulate in float32.
 #pragma once
@@ -137,7 +137,8 @@ SK_UNROLL
 };
 
 // Depthwise 3x3 (stride kStride, padding 1) with optional pre-activation and ReLU epilogue. Weights
-// are tap-major float32 [9, C] so that NHWC reads V channels of one tap at once.
+// and biases are read in the input's dtype where they lie (any weight strides, as the model stores
+// them tap-major), so a call launches no conversion kernels; they are widened to float32 on read.
 // NHWC: item = (n, oh, ow, block of V channels). NCHW: item = (n, c, oh, block of V output columns):
 // each input row is read as a window of V*kStride columns (V-wide loads) plus the halo columns.
 template <typename T, typename index_t, int V, bool kNHWC, int kStride>
@@ -147,11 +148,16 @@ struct DwConv3x3Body {
   static constexpr bool kChannelsLast = kNHWC;
   const T* in;
   T* out;
-  const float* weight;   // [9, C]
-  const float* bias;     // [C] or nullptr
-  const float* in_bias;  // [C] or nullptr
+  const T* weight;   // weight[c, 0, kh, kw] at c * w_c + kh * w_h + kw * w_w
+  const T* bias;     // [C] or nullptr
+  const T* in_bias;  // [C] or nullptr
   bool in_relu, relu;
   index_t C, H, W, Ho, Wo;
+  index_t w_c, w_h, w_w;
+
+  SK_HOST_DEVICE float tap(index_t c, int kh, int kw) const {
+    return static_cast<float>(weight[c * w_c + kh * w_h + kw * w_w]);
+  }
 
   SK_HOST_DEVICE float act(T x, float in_b) const {
     const float v = static_cast<float>(x) + in_b;
@@ -167,8 +173,8 @@ struct DwConv3x3Body {
       float in_b[V];
 SK_UNROLL
       for (int t = 0; t < V; ++t) {
-        acc[t] = bias ? bias[c0 + t] : 0.f;
-        in_b[t] = in_bias ? in_bias[c0 + t] : 0.f;
+        acc[t] = bias ? static_cast<float>(bias[c0 + t]) : 0.f;
+        in_b[t] = in_bias ? static_cast<float>(in_bias[c0 + t]) : 0.f;
       }
 SK_UNROLL
       for (int kh = 0; kh < 3; ++kh) {
@@ -179,13 +185,12 @@ SK_UNROLL
           const index_t iw = ow * kStride - 1 + kw;
           if (iw < 0 || iw >= W) continue;
           const T* px = in + ((n * H + ih) * W + iw) * C + c0;
-          const float* w = weight + (kh * 3 + kw) * C + c0;
           if constexpr (V == 1) {
-            acc[0] += w[0] * act(px[0], in_b[0]);
+            acc[0] += tap(c0, kh, kw) * act(px[0], in_b[0]);
           } else {
             const Pack<T, V> x = load_pack<V>(px);
 SK_UNROLL
-            for (int t = 0; t < V; ++t) acc[t] += w[t] * act(x.v[t], in_b[t]);
+            for (int t = 0; t < V; ++t) acc[t] += tap(c0 + t, kh, kw) * act(x.v[t], in_b[t]);
           }
         }
       }
@@ -193,7 +198,8 @@ SK_UNROLL
       const index_t blocks = Wo / V;
       const index_t ow0 = (item % blocks) * V, rest = item / blocks;
       const index_t oh = rest % Ho, c = (rest / Ho) % C, n = rest / (Ho * C);
-      const float b = bias ? bias[c] : 0.f, in_b = in_bias ? in_bias[c] : 0.f;
+      const float b = bias ? static_cast<float>(bias[c]) : 0.f;
+      const float in_b = in_bias ? static_cast<float>(in_bias[c]) : 0.f;
 SK_UNROLL
       for (int t = 0; t < V; ++t) acc[t] = b;
       // win[q] holds input column ow0*kStride - 1 + q (zero outside the image): output t, tap kw
@@ -230,11 +236,11 @@ SK_UNROLL
             win[1 + V * kStride] = iw < W ? act(row[iw], in_b) : 0.f;
           }
         }
-        const float* w = weight + kh * 3 * C + c;
+        const float w[3] = {tap(c, kh, 0), tap(c, kh, 1), tap(c, kh, 2)};
 SK_UNROLL
         for (int t = 0; t < V; ++t) {
 SK_UNROLL
-          for (int kw = 0; kw < 3; ++kw) acc[t] += w[kw * C] * win[t * kStride + kw];
+          for (int kw = 0; kw < 3; ++kw) acc[t] += w[kw] * win[t * kStride + kw];
         }
       }
     }
@@ -257,7 +263,7 @@ template <typename T>
 struct Branch {
   const T* data;
   int64_t stride;
-  const float* bias;
+  const T* bias;
 };
 
 // The units' last step: out channel 2j + s = relu(src_s[j] + bias_s[j]) (or src_s[j] without bias).
@@ -270,12 +276,12 @@ struct Interleave2Body {
   static constexpr bool kChannelsLast = kNHWC;
   const T* src[2];
   index_t src_stride[2];
-  const float* bias[2];
+  const T* bias[2];
   index_t cpg, HW;
   T* out;
 
-  static SK_HOST_DEVICE T apply(const float* b, T x, index_t j) {
-    return b ? static_cast<T>(relu_keep_nan(static_cast<float>(x) + b[j])) : x;
+  static SK_HOST_DEVICE T apply(const T* b, T x, index_t j) {
+    return b ? static_cast<T>(relu_keep_nan(static_cast<float>(x) + static_cast<float>(b[j]))) : x;
   }
 
   SK_HOST_DEVICE void operator()(index_t item) const {
@@ -319,7 +325,7 @@ SK_UNROLL
       // Selected, not indexed: a run-time index into the body's arrays would copy the kernel's
       // parameters to local memory and turn the loads below into generic ones.
       const bool first = from.group == 0;
-      const float* b = first ? bias[0] : bias[1];
+      const T* b = first ? bias[0] : bias[1];
       const T* in = (first ? src[0] : src[1]) + n * (first ? src_stride[0] : src_stride[1]) + j * HW + hw;
       if constexpr (V == 1) {
         out[item] = apply(b, *in, j);
@@ -341,7 +347,7 @@ struct BiasActBody {
   static constexpr int kWidth = V;
   static constexpr bool kChannelsLast = kNHWC;
   T* data;
-  const float* bias;
+  const T* bias;
   bool relu;
   index_t C, HW;
 
@@ -353,10 +359,13 @@ struct BiasActBody {
     } else {
       x = load_pack<V>(data + first);
     }
+    // NHWC: C % V == 0, so the V channels are consecutive within one pixel; NCHW: HW % V == 0, so
+    // they are pixels of one channel.
+    const index_t c0 = kNHWC ? first % C : (first / HW) % C;
 SK_UNROLL
     for (int t = 0; t < V; ++t) {
-      const index_t c = kNHWC ? (first + t) % C : (first / HW) % C;
-      const float v = static_cast<float>(x.v[t]) + bias[c];
+      const index_t c = kNHWC ? c0 + t : c0;
+      const float v = static_cast<float>(x.v[t]) + static_cast<float>(bias[c]);
       x.v[t] = static_cast<T>(relu ? relu_keep_nan(v) : v);
     }
     if constexpr (V == 1) {
@@ -372,10 +381,10 @@ SK_UNROLL
 // ------------------------------------------------------------------------------------------------
 
 // The widest vector, in elements of an E-byte type, that every count is a multiple of and every
-// pointer is aligned to: 16 bytes, else 8 bytes, else one element.
+// pointer is aligned to: 16 bytes, else 8, else 4 (a pair of 2-byte elements), else one element.
 inline int vector_width(int64_t elem_size, std::initializer_list<int64_t> counts,
                         std::initializer_list<const void*> pointers) {
-  for (int64_t bytes : {16, 8}) {
+  for (int64_t bytes : {16, 8, 4}) {
     const int64_t v = bytes / elem_size;
     if (v < 2) continue;
     bool ok = true;
@@ -392,11 +401,14 @@ inline bool fits_int32(int64_t n) { return n < std::numeric_limits<int32_t>::max
 // widths run with 32-bit indices only: a launch over 2^31 or more elements takes the scalar 64-bit path.
 template <int64_t kElemSize, class F>
 void with_width_and_index(int width, bool index32, F&& f) {
-  constexpr int kWide = 16 / kElemSize, kNarrow = 8 / kElemSize;
+  constexpr int kWide = 16 / kElemSize, kNarrow = 8 / kElemSize, kPair = 4 / kElemSize;
   if (!index32) return f(std::integral_constant<int, 1>{}, int64_t{});
   if (width == kWide) return f(std::integral_constant<int, kWide>{}, int32_t{});
   if constexpr (kNarrow >= 2) {
     if (width == kNarrow) return f(std::integral_constant<int, kNarrow>{}, int32_t{});
+  }
+  if constexpr (kPair >= 2) {
+    if (width == kPair) return f(std::integral_constant<int, kPair>{}, int32_t{});
   }
   f(std::integral_constant<int, 1>{}, int32_t{});
 }
@@ -515,9 +527,8 @@ Tensor run_dwconv3x3(Exec& exec, const Tensor& x, Layout layout, const Tensor& w
   const int64_t Ho = dwconv3x3_out_size(H, stride), Wo = dwconv3x3_out_size(W, stride);
   Tensor out = at::empty({N, C, Ho, Wo}, x.options().memory_format(memory_format_of(layout)));
   if (out.numel() == 0) return out;
-  const Tensor w = weight.to(at::kFloat).reshape({C, 9}).t().contiguous();  // tap-major [9, C]
-  const Tensor b = bias.has_value() ? bias->to(at::kFloat).contiguous() : Tensor();
-  const Tensor ib = in_bias.has_value() ? in_bias->to(at::kFloat).contiguous() : Tensor();
+  const Tensor b = bias.has_value() ? bias->contiguous() : Tensor();
+  const Tensor ib = in_bias.has_value() ? in_bias->contiguous() : Tensor();
   const int64_t es = x.element_size();
   const int width = layout == Layout::NHWC ? vector_width(es, {C}, {x.const_data_ptr(), out.const_data_ptr()})
                                            : vector_width(es, {W, Wo}, {x.const_data_ptr(), out.const_data_ptr()});
@@ -530,10 +541,11 @@ Tensor run_dwconv3x3(Exec& exec, const Tensor& x, Layout layout, const Tensor& w
         using index_t = decltype(index);
         auto go = [&](auto s) {
           DwConv3x3Body<T, index_t, V, decltype(nhwc)::value, decltype(s)::value> body{
-              x.const_data_ptr<T>(), out.data_ptr<T>(), w.const_data_ptr<float>(),
-              b.defined() ? b.const_data_ptr<float>() : nullptr, ib.defined() ? ib.const_data_ptr<float>() : nullptr,
+              x.const_data_ptr<T>(), out.data_ptr<T>(), weight.const_data_ptr<T>(),
+              b.defined() ? b.const_data_ptr<T>() : nullptr, ib.defined() ? ib.const_data_ptr<T>() : nullptr,
               in_relu, relu, static_cast<index_t>(C), static_cast<index_t>(H), static_cast<index_t>(W),
-              static_cast<index_t>(Ho), static_cast<index_t>(Wo)};
+              static_cast<index_t>(Ho), static_cast<index_t>(Wo), static_cast<index_t>(weight.stride(0)),
+              static_cast<index_t>(weight.stride(2)), static_cast<index_t>(weight.stride(3))};
           exec.run(body, static_cast<index_t>(out.numel() / V));
         };
         stride == 1 ? go(std::integral_constant<int, 1>{}) : go(std::integral_constant<int, 2>{});
@@ -587,7 +599,8 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
     return at::empty({x.size(0), weight.size(0), x.size(2), x.size(3)}, x.options().memory_format(memory_format_of(layout)));
   // cuBLAS through ATen, then bias and ReLU in one in-place pass over its result.
   Tensor y = pointwise_raw(x, layout, weight);
-  const Tensor b = bias.to(at::kFloat).contiguous();
+  if (y.numel() == 0) return y;
+  const Tensor b = bias.contiguous();
   const int64_t C = y.size(1), HW = y.size(2) * y.size(3);
   const int width = vector_width(y.element_size(), {layout == Layout::NHWC ? C : HW}, {y.const_data_ptr()});
   with_float_type(y.scalar_type(), [&](auto type) {
@@ -596,7 +609,7 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
       with_width_and_index<sizeof(T)>(width, exec.index32(y.numel()), [&](auto v, auto index) {
         constexpr int V = decltype(v)::value;
         using index_t = decltype(index);
-        BiasActBody<T, index_t, V, decltype(nhwc)::value> body{y.data_ptr<T>(), b.const_data_ptr<float>(), relu,
+        BiasActBody<T, index_t, V, decltype(nhwc)::value> body{y.data_ptr<T>(), b.const_data_ptr<T>(), relu,
                                                                static_cast<index_t>(C), static_cast<index_t>(HW)};
         exec.run(body, static_cast<index_t>(y.numel() / V));
       });
@@ -628,12 +641,12 @@ Tensor split_unit_impl(const Tensor& x_in, const Tensor& pw1_w, const Tensor& pw
   const Tensor t1 = pointwise_raw(x2, layout, pw1_w);
   const Tensor t2 = run_dwconv3x3(exec, t1, layout, dw_w, dw_b, 1, false, pw1_b, true);
   const Tensor y = pointwise_raw(t2, layout, pw2_w);
-  const Tensor b2 = pw2_b.to(at::kFloat).contiguous();
+  const Tensor b2 = pw2_b.contiguous();
   Tensor out;
   with_float_type(x.scalar_type(), [&](auto type) {
     using T = decltype(type);
     const Branch<T> identity{x1.const_data_ptr<T>(), branch_stride(x, layout), nullptr};
-    const Branch<T> branch{y.const_data_ptr<T>(), branch_stride(y, layout), b2.const_data_ptr<float>()};
+    const Branch<T> branch{y.const_data_ptr<T>(), branch_stride(y, layout), b2.const_data_ptr<T>()};
     out = interleave2(exec, identity, branch, x.size(0), cb, x.size(2), x.size(3), layout, x.options());
   });
   return out;
@@ -653,12 +666,12 @@ Tensor down_unit_impl(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1
   const Tensor t1 = pointwise_raw(x, layout, pw1_w);
   const Tensor d2 = run_dwconv3x3(exec, t1, layout, dw2_w, dw2_b, 2, false, pw1_b, true);
   const Tensor r2 = pointwise_raw(d2, layout, pw2_w);
-  const Tensor b3 = pw3_b.to(at::kFloat).contiguous(), b2 = pw2_b.to(at::kFloat).contiguous();
+  const Tensor b3 = pw3_b.contiguous(), b2 = pw2_b.contiguous();
   Tensor out;
   with_float_type(x.scalar_type(), [&](auto type) {
     using T = decltype(type);
-    const Branch<T> s1{r1.const_data_ptr<T>(), branch_stride(r1, layout), b3.const_data_ptr<float>()};
-    const Branch<T> s2{r2.const_data_ptr<T>(), branch_stride(r2, layout), b2.const_data_ptr<float>()};
+    const Branch<T> s1{r1.const_data_ptr<T>(), branch_stride(r1, layout), b3.const_data_ptr<T>()};
+    const Branch<T> s2{r2.const_data_ptr<T>(), branch_stride(r2, layout), b2.const_data_ptr<T>()};
     out = interleave2(exec, s1, s2, x.size(0), cb, Ho, Wo, layout, x.options());
   });
   return out;

@@ -16,9 +16,10 @@ namespace {
 constexpr int kThreads = 256;
 
 // The loop counter is 64-bit whatever index_t is: with a grid covering every item, i + stride would
-// overflow a 32-bit counter for launches near 2^31 items.
+// overflow a 32-bit counter for launches near 2^31 items. No __launch_bounds__: with it ptxas aims at
+// full occupancy (32 registers) and spills the NCHW stride-2 depthwise bodies to the stack.
 template <class Body, typename index_t>
-__global__ void __launch_bounds__(kThreads) run_body(const Body body, index_t items) {
+__global__ void run_body(const Body body, index_t items) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < items; i += stride) {
     body(static_cast<index_t>(i));
@@ -31,7 +32,10 @@ class CudaExec {
 
   template <class Body, typename index_t>
   void run(const Body& body, index_t items) const {
-    const auto blocks = static_cast<unsigned int>(std::min<int64_t>((items + kThreads - 1) / kThreads, 1 << 30));
+    if (items == 0) return;  // a grid of zero blocks is a launch error
+    // In 64 bits: items + kThreads - 1 can pass 2^31 for a 32-bit launch.
+    const int64_t wanted = (static_cast<int64_t>(items) + kThreads - 1) / kThreads;
+    const auto blocks = static_cast<unsigned int>(std::min<int64_t>(wanted, 1 << 30));
     run_body<Body, index_t><<<blocks, kThreads, 0, stream_>>>(body, items);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
