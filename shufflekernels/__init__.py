@@ -45,7 +45,8 @@ def backends() -> dict[str, dict]:
             "why": native_why
             or (
                 f"CUDA kernels for {info.get('cuda_archs')} (CUDA {info.get('cuda_version')})"
-                + ("" if cuda_device else "; no CUDA device visible to torch")
+                + ("" if cuda_device else "; no CUDA device visible to torch (the tests run these kernels on the "
+                   "CPU through torch.ops.shufflekernels_cuda_emulated)")
                 if _library.NATIVE_KERNELS["cuda"]
                 else "not compiled: torch is not a CUDA build or no CUDA toolkit was found at build time"
             ),

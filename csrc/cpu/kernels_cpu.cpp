@@ -100,46 +100,27 @@ void interleave_nhwc(const std::vector<const char*>& srcs, int64_t src_pixel_str
   }
 }
 
-Tensor channel_shuffle_cpu(const Tensor& x_in, int64_t groups) {
-  check_channel_shuffle(x_in, groups);
-  auto [x, layout] = in_kernel_layout(x_in);
-  Tensor out = at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout)));
-  if (out.numel() == 0) return out;
-  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), cpg = C / groups;
-  const int64_t es = x.element_size();
-  const char* base = static_cast<const char*>(x.const_data_ptr());
-  std::vector<const char*> srcs(groups);
-  if (layout == Layout::NCHW) {
-    for (int64_t i = 0; i < groups; ++i) srcs[i] = base + i * cpg * HW * es;
-    interleave_nchw(srcs, C * HW, cpg, N, HW, static_cast<char*>(out.data_ptr()), es);
+void run_permutation(const Permutation& p) {
+  char* out = static_cast<char*>(p.out.data_ptr());
+  if (p.layout == Layout::NCHW) {
+    interleave_nchw(p.srcs, p.src_stride, p.cpg, p.N, p.HW, out, p.elem_size);
   } else {
-    for (int64_t i = 0; i < groups; ++i) srcs[i] = base + i * cpg * es;
-    interleave_nhwc(srcs, C, cpg, N * HW, static_cast<char*>(out.data_ptr()), es);
+    interleave_nhwc(p.srcs, p.src_stride, p.cpg, p.N * p.HW, out, p.elem_size);
   }
-  return out;
 }
 
-Tensor shuffle_cat_cpu(at::TensorList tensors_in) {
-  check_shuffle_cat(tensors_in);
-  const Tensor& first = tensors_in[0];
-  const int64_t g = static_cast<int64_t>(tensors_in.size());
-  // The first tensor decides the layout; the others are read in that layout (copied once if needed).
-  auto [x0, layout] = in_kernel_layout(first);
-  const auto fmt = memory_format_of(layout);
-  std::vector<Tensor> xs{x0};
-  for (int64_t i = 1; i < g; ++i) xs.push_back(tensors_in[i].contiguous(fmt));
-  const int64_t N = x0.size(0), cpg = x0.size(1), H = x0.size(2), W = x0.size(3);
-  Tensor out = at::empty({N, cpg * g, H, W}, x0.options().memory_format(fmt));
-  if (out.numel() == 0) return out;
-  const int64_t es = x0.element_size();
-  std::vector<const char*> srcs(g);
-  for (int64_t i = 0; i < g; ++i) srcs[i] = static_cast<const char*>(xs[i].const_data_ptr());
-  if (layout == Layout::NCHW) {
-    interleave_nchw(srcs, cpg * H * W, cpg, N, H * W, static_cast<char*>(out.data_ptr()), es);
-  } else {
-    interleave_nhwc(srcs, cpg, cpg, N * H * W, static_cast<char*>(out.data_ptr()), es);
-  }
-  return out;
+Tensor channel_shuffle_cpu(const Tensor& x, int64_t groups) {
+  check_channel_shuffle(x, groups);
+  const Permutation p = channel_shuffle_permutation(x, groups);
+  if (p.out.numel() > 0) run_permutation(p);
+  return p.out;
+}
+
+Tensor shuffle_cat_cpu(at::TensorList tensors) {
+  check_shuffle_cat(tensors);
+  const Permutation p = shuffle_cat_permutation(tensors);
+  if (p.out.numel() > 0) run_permutation(p);
+  return p.out;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -440,22 +440,21 @@ void with_float_type(at::ScalarType type, F&& f) {
 // ------------------------------------------------------------------------------------------------
 
 template <class Exec>
-void interleave(Exec& exec, const std::vector<const void*>& srcs, Layout layout, int64_t N, int64_t cpg, int64_t HW,
-                int64_t src_stride, int64_t source_numel, void* out, int64_t elem_size) {
-  const int groups = static_cast<int>(srcs.size());
-  const int64_t out_numel = N * cpg * HW * groups;
-  const bool index32 = exec.index32(std::max(out_numel, source_numel));
-  const bool one_launch = groups <= kMaxSourcesPerLaunch;
+void run_permutation(Exec& exec, const Permutation& p) {
+  const int groups = static_cast<int>(p.srcs.size());
+  const int64_t es = p.elem_size;
+  void* out = p.out.data_ptr();
+  const bool index32 = exec.index32(std::max(p.out.numel(), p.source_numel));
   int width = 1;
-  if (layout == Layout::NCHW) {
-    width = vector_width(elem_size, {HW, src_stride}, {out});
-    for (const void* s : srcs) width = std::min(width, vector_width(elem_size, {HW, src_stride}, {s}));
-  } else if (one_launch) {
-    width = vector_width(elem_size, {cpg * groups}, {out});
+  if (p.layout == Layout::NCHW) {
+    width = vector_width(es, {p.HW, p.src_stride}, {out});
+    for (const char* s : p.srcs) width = std::min(width, vector_width(es, {p.HW, p.src_stride}, {s}));
+  } else if (groups <= kMaxSourcesPerLaunch) {  // the vector NHWC path needs every group in one launch
+    width = vector_width(es, {p.cpg * groups}, {out});
   }
   auto launch = [&](auto word) {
     using W = decltype(word);
-    with_layout(layout, [&](auto nhwc) {
+    with_layout(p.layout, [&](auto nhwc) {
       with_width_and_index<sizeof(W)>(width, index32, [&](auto v, auto index) {
         constexpr int V = decltype(v)::value;
         using index_t = decltype(index);
@@ -464,59 +463,40 @@ void interleave(Exec& exec, const std::vector<const void*>& srcs, Layout layout,
           body.first = first;
           body.count = std::min(kMaxSourcesPerLaunch, groups - first);
           body.groups = groups;
-          for (int k = 0; k < body.count; ++k) body.src[k] = static_cast<const W*>(srcs[first + k]);
-          body.cpg = static_cast<index_t>(cpg);
-          body.HW = static_cast<index_t>(HW);
-          body.src_stride = static_cast<index_t>(src_stride);
+          for (int k = 0; k < body.count; ++k) body.src[k] = reinterpret_cast<const W*>(p.srcs[first + k]);
+          body.cpg = static_cast<index_t>(p.cpg);
+          body.HW = static_cast<index_t>(p.HW);
+          body.src_stride = static_cast<index_t>(p.src_stride);
           body.out = static_cast<W*>(out);
-          exec.run(body, static_cast<index_t>(N * body.count * cpg * HW / V));
+          exec.run(body, static_cast<index_t>(p.N * body.count * p.cpg * p.HW / V));
         }
       });
     });
   };
-  if (elem_size == 4) {
+  if (es == 4) {
     launch(uint32_t{});
   } else {
-    TORCH_CHECK(elem_size == 2, "shufflekernels: internal error, unsupported element size ", elem_size);
+    TORCH_CHECK(es == 2, "shufflekernels: internal error, unsupported element size ", es);
     launch(uint16_t{});
   }
 }
 
 template <class Exec>
-Tensor channel_shuffle_impl(const Tensor& x_in, int64_t groups) {
-  check_channel_shuffle(x_in, groups);
-  [[maybe_unused]] Exec exec(x_in.device());
-  auto [x, layout] = in_kernel_layout(x_in);
-  Tensor out = at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout)));
-  if (out.numel() == 0) return out;
-  const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), cpg = C / groups;
-  const int64_t es = x.element_size();
-  const char* base = static_cast<const char*>(x.const_data_ptr());
-  std::vector<const void*> srcs(groups);
-  const int64_t group_offset = layout == Layout::NCHW ? cpg * HW : cpg;
-  for (int64_t i = 0; i < groups; ++i) srcs[i] = base + i * group_offset * es;
-  const int64_t src_stride = layout == Layout::NCHW ? C * HW : C;
-  interleave(exec, srcs, layout, N, cpg, HW, src_stride, x.numel(), out.data_ptr(), es);
-  return out;
+Tensor channel_shuffle_impl(const Tensor& x, int64_t groups) {
+  check_channel_shuffle(x, groups);
+  Exec exec(x.device());
+  const Permutation p = channel_shuffle_permutation(x, groups);
+  if (p.out.numel() > 0) run_permutation(exec, p);
+  return p.out;
 }
 
 template <class Exec>
-Tensor shuffle_cat_impl(at::TensorList tensors_in) {
-  check_shuffle_cat(tensors_in);
-  [[maybe_unused]] Exec exec(tensors_in[0].device());
-  auto [x0, layout] = in_kernel_layout(tensors_in[0]);
-  const auto fmt = memory_format_of(layout);
-  std::vector<Tensor> xs{x0};
-  for (size_t i = 1; i < tensors_in.size(); ++i) xs.push_back(tensors_in[i].contiguous(fmt));
-  const int64_t g = static_cast<int64_t>(xs.size());
-  const int64_t N = x0.size(0), cpg = x0.size(1), H = x0.size(2), W = x0.size(3);
-  Tensor out = at::empty({N, cpg * g, H, W}, x0.options().memory_format(fmt));
-  if (out.numel() == 0) return out;
-  std::vector<const void*> srcs(g);
-  for (int64_t i = 0; i < g; ++i) srcs[i] = xs[i].const_data_ptr();
-  const int64_t src_stride = layout == Layout::NCHW ? cpg * H * W : cpg;
-  interleave(exec, srcs, layout, N, cpg, H * W, src_stride, x0.numel(), out.data_ptr(), x0.element_size());
-  return out;
+Tensor shuffle_cat_impl(at::TensorList tensors) {
+  check_shuffle_cat(tensors);
+  Exec exec(tensors[0].device());
+  const Permutation p = shuffle_cat_permutation(tensors);
+  if (p.out.numel() > 0) run_permutation(exec, p);
+  return p.out;
 }
 
 template <class Exec>
