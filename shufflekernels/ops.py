@@ -392,8 +392,7 @@ def down_unit(
 
 
 def _empty_like_format(x: Tensor, shape: Sequence[int]) -> Tensor:
-    fmt = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()) else torch.contiguous_format
-    return x.new_empty(shape).contiguous(memory_format=fmt)
+    return x.new_empty(shape).contiguous(memory_format=_reference.output_memory_format(x))
 
 
 def _dw_out(size: int, stride: int) -> int:

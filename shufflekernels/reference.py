@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch._prims_common import suggest_memory_format  # the Python twin of c10's, used by torch's meta kernels
 
 __all__ = [
     "channel_shuffle",
@@ -37,7 +38,7 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     """``out[n, j*g + i] = x[n, i*(C/g) + j]`` for x ``[N, C, H, W]``; keeps x's memory format."""
     n, c, h, w = x.shape
     out = x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
-    return out.contiguous(memory_format=_memory_format(x))
+    return out.contiguous(memory_format=output_memory_format(x))
 
 
 def shuffle_cat(tensors: Sequence[Tensor]) -> Tensor:
@@ -62,7 +63,7 @@ def dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None = None, *, stride: 
     )
     if relu:
         out = torch.relu(out)
-    return out.to(x.dtype).contiguous(memory_format=_memory_format(x))
+    return out.to(x.dtype).contiguous(memory_format=output_memory_format(x))
 
 
 def fold_bn(conv_weight: Tensor, bn: nn.BatchNorm2d, conv_bias: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -95,7 +96,7 @@ def fold_bn(conv_weight: Tensor, bn: nn.BatchNorm2d, conv_bias: Tensor | None = 
 def pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = True) -> Tensor:
     """``conv1x1(x, weight) + bias``, then ReLU when ``relu``: x ``[N, Cin, H, W]``, weight ``[Cout, Cin, 1, 1]``,
     bias ``[Cout]``. Computed in float32 and rounded once; keeps x's memory format."""
-    return _pointwise(x, weight, bias, relu=relu).to(x.dtype).contiguous(memory_format=_memory_format(x))
+    return _pointwise(x, weight, bias, relu=relu).to(x.dtype).contiguous(memory_format=output_memory_format(x))
 
 
 def stem(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -104,7 +105,7 @@ def stem(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     compute = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     out = F.conv2d(compute, weight.to(compute.dtype), bias.to(compute.dtype), stride=2, padding=1)
     out = F.max_pool2d(torch.relu(out), kernel_size=3, stride=2, padding=1)
-    return out.to(x.dtype).contiguous(memory_format=_memory_format(x))
+    return out.to(x.dtype).contiguous(memory_format=output_memory_format(x))
 
 
 def _pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool) -> Tensor:
@@ -128,7 +129,7 @@ def split_unit(
     t = _pointwise(x2, pw1_weight, pw1_bias, relu=True)
     t = dwconv3x3(t, dw_weight, dw_bias, stride=1)
     y = _pointwise(t, pw2_weight, pw2_bias, relu=True)
-    return shuffle_cat([x1, y.to(x.dtype)]).contiguous(memory_format=_memory_format(x))
+    return shuffle_cat([x1, y.to(x.dtype)]).contiguous(memory_format=output_memory_format(x))
 
 
 def down_unit(
@@ -150,11 +151,14 @@ def down_unit(
     b1 = _pointwise(dwconv3x3(compute, dw1_weight, dw1_bias, stride=2), pw3_weight, pw3_bias, relu=True)
     t = _pointwise(compute, pw1_weight, pw1_bias, relu=True)
     b2 = _pointwise(dwconv3x3(t, dw2_weight, dw2_bias, stride=2), pw2_weight, pw2_bias, relu=True)
-    return shuffle_cat([b1.to(x.dtype), b2.to(x.dtype)]).contiguous(memory_format=_memory_format(x))
+    return shuffle_cat([b1.to(x.dtype), b2.to(x.dtype)]).contiguous(memory_format=output_memory_format(x))
 
 
-def _memory_format(x: Tensor) -> torch.memory_format:
-    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() else torch.contiguous_format
+def output_memory_format(x: Tensor) -> torch.memory_format:
+    """The memory format of every op's output for input x: the one torch suggests for x's strides, the
+    rule the native kernels apply (c10's suggest_memory_format). A tensor dense in neither format, such
+    as a channel slice of a channels_last tensor, still gets the format its strides are closest to."""
+    return suggest_memory_format(x) if x.dim() == 4 else torch.contiguous_format
 
 
 # --------------------------------------------------------------------------------------------------

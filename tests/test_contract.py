@@ -190,6 +190,7 @@ def _unit_args(c_in=8, cb=4, hw=6):
 def _opcheck_cases():
     split, down = _unit_args()
     nhwc = torch.randn(2, 8, 5, 5).contiguous(memory_format=torch.channels_last)
+    nhwc_wide = torch.randn(2, 16, 6, 6).contiguous(memory_format=torch.channels_last)
     return {
         "channel_shuffle": ("channel_shuffle", (torch.randn(2, 8, 5, 5), 4)),
         "channel_shuffle grad": ("channel_shuffle", (torch.randn(2, 8, 5, 5, requires_grad=True), 2)),
@@ -205,6 +206,16 @@ def _opcheck_cases():
         "stem nhwc": ("stem", (torch.randn(1, 3, 7, 7).contiguous(memory_format=torch.channels_last), torch.randn(5, 3, 3, 3), torch.randn(5))),
         "split_unit": ("split_unit", split),
         "down_unit": ("down_unit", down),
+        # Views dense in neither format whose strides are channels_last-like (a channel slice of a
+        # channels_last activation, as a unit's halves are): the fakes must give the output the same
+        # strides as the kernels, or torch.compile traces the wrong ones.
+        "channel_shuffle nhwc slice": ("channel_shuffle", (nhwc_wide[:, :8], 2)),
+        "shuffle_cat nhwc slices": ("shuffle_cat", ([nhwc_wide[:, :8], nhwc_wide[:, 8:]],)),
+        "dwconv3x3 nhwc column slice": ("dwconv3x3", (nhwc_wide[:, :8, :, ::2], w8, b8, 1, True)),
+        "pointwise nhwc slice": ("pointwise", (nhwc_wide[:, 8:], torch.randn(6, 8, 1, 1), torch.randn(6))),
+        "stem nhwc slice": ("stem", (nhwc_wide[:, :3], torch.randn(5, 3, 3, 3), torch.randn(5))),
+        "split_unit nhwc slice": ("split_unit", (nhwc_wide[:, :8], *split[1:])),
+        "down_unit nhwc slice": ("down_unit", (nhwc_wide[:, 8:], *down[1:])),
     }
 
 

@@ -62,13 +62,6 @@ def channels_innermost(t: Tensor) -> bool:
     return t.stride(1) < t.stride(3)
 
 
-def memory_format(t: Tensor) -> torch.memory_format:
-    """The op contract's format rule: channels_last when ``t`` is that and not also NCHW-contiguous."""
-    if t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 def empty_output(like: Tensor, shape) -> Tensor:
     """The output buffer, in the memory format the op contract (and the fake impl) gives it."""
     return _ops._empty_like_format(like, shape)

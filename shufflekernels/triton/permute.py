@@ -18,6 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..reference import output_memory_format
 from .common import (
     autotune_configs,
     channels_innermost,
@@ -25,7 +26,6 @@ from .common import (
     device_guard,
     empty_output,
     load_tile,
-    memory_format,
     pixel_coords,
     store_tile,
 )
@@ -126,7 +126,7 @@ def shuffle_cat(tensors: Sequence[Tensor]) -> Tensor:
     # One set of source strides serves every source; sources laid out unlike the first are copied once
     # into the output's layout (and then the first is too, if it differs from that).
     if any(t.stride() != first.stride() for t in tensors):
-        tensors = [t.contiguous(memory_format=memory_format(out)) for t in tensors]
+        tensors = [t.contiguous(memory_format=output_memory_format(out)) for t in tensors]
     m = n * h * w
     x_sn, x_sc, x_sh, x_sw = tensors[0].stride()
     with device_guard(first):
