@@ -111,20 +111,27 @@ def compare(width: float, batch: int, threads: int, rounds: int, providers: list
     # an idle ONNX Runtime pool keeps spinning, and measured alongside it the fused model's x0.5 batch 1
     # went from 0.92 ms to 1.70 ms. The short wait before each round lets the machine settle.
     iters = {}
-    for p, (_, conn) in workers.items():
-        _run_alone(workers, p)
-        conn.send(1)
-        iters[p] = max(1, round(0.1 / conn.recv()))
-    times: dict[str, list[float]] = {p: [] for p in workers}
-    for r in range(rounds):
-        order = list(workers) if r % 2 == 0 else list(reversed(workers))  # alternate who goes first
-        for p in order:
+    try:
+        for p, (_, conn) in workers.items():
             _run_alone(workers, p)
-            time.sleep(0.05)
-            workers[p][1].send(iters[p])
-            times[p].append(workers[p][1].recv())
+            conn.send(1)
+            iters[p] = max(1, round(0.1 / conn.recv()))
+    finally:
+        for proc, _ in workers.values():
+            _resume(proc)
+    times: dict[str, list[float]] = {p: [] for p in workers}
+    try:
+        for r in range(rounds):
+            order = list(workers) if r % 2 == 0 else list(reversed(workers))  # alternate who goes first
+            for p in order:
+                _run_alone(workers, p)
+                time.sleep(0.05)
+                workers[p][1].send(iters[p])
+                times[p].append(workers[p][1].recv())
+    finally:  # a stopped worker would ignore the SIGTERM multiprocessing ends daemons with, and hang
+        for proc, _ in workers.values():
+            _resume(proc)
     for proc, conn in workers.values():
-        _resume(proc)
         conn.send(None)
         proc.join(timeout=30)
     results = []

@@ -50,83 +50,83 @@ def _dw(c, dtype):
     return torch.randn(c, 1, 3, 3).to(dtype), torch.randn(c).to(dtype)
 
 
-# (case, dtype, input builder, expected launches). The planner takes 16-byte accesses where every
+# (case, dtype, call on inputs of that dtype, expected launches). The planner takes 16-byte accesses where every
 # count and pointer allows, else 8-byte, else 4-byte (2-byte dtypes), else one element; a 64-bit index
 # is always scalar.
 PLANS = [
     # Permutations: NCHW moves plane rows (H*W), NHWC stores output pixels (C).
-    ("shuffle nchw HW=64", torch.float32, lambda: EMULATED.channel_shuffle(_x((2, 8, 8, 8), "nchw"), 2),
+    ("shuffle nchw HW=64", torch.float32, lambda dt: EMULATED.channel_shuffle(_x((2, 8, 8, 8), "nchw", dt), 2),
      ["interleave nchw v4 i32"]),
-    ("shuffle nchw HW=64", torch.float16, lambda: EMULATED.channel_shuffle(_x((2, 8, 8, 8), "nchw", torch.float16), 2),
+    ("shuffle nchw HW=64", torch.float16, lambda dt: EMULATED.channel_shuffle(_x((2, 8, 8, 8), "nchw", dt), 2),
      ["interleave nchw v8 i32"]),
     ("shuffle nchw HW=6: 8 bytes on float32, 4 on float16", torch.float32,
-     lambda: EMULATED.channel_shuffle(_x((1, 4, 2, 3), "nchw"), 2), ["interleave nchw v2 i32"]),
-    ("shuffle nchw HW=6", torch.float16, lambda: EMULATED.channel_shuffle(_x((1, 4, 2, 3), "nchw", torch.float16), 2),
+     lambda dt: EMULATED.channel_shuffle(_x((1, 4, 2, 3), "nchw", dt), 2), ["interleave nchw v2 i32"]),
+    ("shuffle nchw HW=6", torch.float16, lambda dt: EMULATED.channel_shuffle(_x((1, 4, 2, 3), "nchw", dt), 2),
      ["interleave nchw v2 i32"]),
-    ("shuffle nchw HW=15", torch.float16, lambda: EMULATED.channel_shuffle(_x((1, 4, 3, 5), "nchw", torch.float16), 2),
+    ("shuffle nchw HW=15", torch.float16, lambda dt: EMULATED.channel_shuffle(_x((1, 4, 3, 5), "nchw", dt), 2),
      ["interleave nchw v1 i32"]),
     ("shuffle nhwc C=116 (x1.0 stage 2)", torch.float32,
-     lambda: EMULATED.channel_shuffle(_x((1, 116, 4, 4), "nhwc"), 2), ["interleave nhwc v4 i32"]),
+     lambda dt: EMULATED.channel_shuffle(_x((1, 116, 4, 4), "nhwc", dt), 2), ["interleave nhwc v4 i32"]),
     ("shuffle nhwc, 20 groups: two launches of at most 16 sources, scalar", torch.float32,
-     lambda: EMULATED.channel_shuffle(_x((1, 40, 3, 3), "nhwc"), 20), ["interleave nhwc v1 i32"] * 2),
+     lambda dt: EMULATED.channel_shuffle(_x((1, 40, 3, 3), "nhwc", dt), 20), ["interleave nhwc v1 i32"] * 2),
     ("shuffle_cat nchw HW=49 (stage 4)", torch.bfloat16,
-     lambda: EMULATED.shuffle_cat([_x((1, 8, 7, 7), "nchw", torch.bfloat16)] * 2), ["interleave nchw v1 i32"]),
+     lambda dt: EMULATED.shuffle_cat([_x((1, 8, 7, 7), "nchw", dt)] * 2), ["interleave nchw v1 i32"]),
     # Depthwise: NHWC vectors over channels; NCHW over output columns (W and Wo both multiples).
     ("dw nhwc C=232 stride 1", torch.float32,
-     lambda: EMULATED.dwconv3x3(_x((1, 232, 5, 5), "nhwc"), *_dw(232, torch.float32), 1, True),
+     lambda dt: EMULATED.dwconv3x3(_x((1, 232, 5, 5), "nhwc", dt), *_dw(232, dt), 1, True),
      ["dwconv3x3 nhwc v4 i32"]),
     ("dw nhwc C=58 (x1.0 stage 2 branch)", torch.float32,
-     lambda: EMULATED.dwconv3x3(_x((1, 58, 5, 5), "nhwc"), *_dw(58, torch.float32), 2, False),
+     lambda dt: EMULATED.dwconv3x3(_x((1, 58, 5, 5), "nhwc", dt), *_dw(58, dt), 2, False),
      ["dwconv3x3 nhwc v2 i32"]),
     ("dw nhwc C=232", torch.float16,
-     lambda: EMULATED.dwconv3x3(_x((1, 232, 5, 5), "nhwc", torch.float16), *_dw(232, torch.float16), 1, False),
+     lambda dt: EMULATED.dwconv3x3(_x((1, 232, 5, 5), "nhwc", dt), *_dw(232, dt), 1, False),
      ["dwconv3x3 nhwc v8 i32"]),
     ("dw nchw 28x28 stride 1", torch.float32,
-     lambda: EMULATED.dwconv3x3(_x((1, 3, 28, 28), "nchw"), *_dw(3, torch.float32), 1, False),
+     lambda dt: EMULATED.dwconv3x3(_x((1, 3, 28, 28), "nchw", dt), *_dw(3, dt), 1, False),
      ["dwconv3x3 nchw v4 i32"]),
     ("dw nchw 16x16 stride 2 (Wo = 8)", torch.float16,
-     lambda: EMULATED.dwconv3x3(_x((1, 3, 16, 16), "nchw", torch.float16), *_dw(3, torch.float16), 2, False),
+     lambda dt: EMULATED.dwconv3x3(_x((1, 3, 16, 16), "nchw", dt), *_dw(3, dt), 2, False),
      ["dwconv3x3 nchw v8 i32"]),
     ("dw nchw 28x28 stride 2: Wo = 14 is no multiple of 4", torch.float32,
-     lambda: EMULATED.dwconv3x3(_x((1, 3, 28, 28), "nchw"), *_dw(3, torch.float32), 2, False),
+     lambda dt: EMULATED.dwconv3x3(_x((1, 3, 28, 28), "nchw", dt), *_dw(3, dt), 2, False),
      ["dwconv3x3 nchw v2 i32"]),
     ("dw nchw odd W", torch.float32,
-     lambda: EMULATED.dwconv3x3(_x((1, 3, 7, 7), "nchw"), *_dw(3, torch.float32), 1, False),
+     lambda dt: EMULATED.dwconv3x3(_x((1, 3, 7, 7), "nchw", dt), *_dw(3, dt), 1, False),
      ["dwconv3x3 nchw v1 i32"]),
     # pointwise's epilogue (the GEMM itself is cuBLAS, not ours).
     ("pointwise nhwc Cout=1024 (conv5)", torch.float32,
-     lambda: EMULATED.pointwise(_x((1, 8, 7, 7), "nhwc"), torch.randn(1024, 8, 1, 1), torch.randn(1024)),
+     lambda dt: EMULATED.pointwise(_x((1, 8, 7, 7), "nhwc", dt), torch.randn(1024, 8, 1, 1).to(dt), torch.randn(1024).to(dt)),
      ["bias_act nhwc v4 i32"]),
     ("pointwise nchw HW=49", torch.float32,
-     lambda: EMULATED.pointwise(_x((1, 8, 7, 7), "nchw"), torch.randn(16, 8, 1, 1), torch.randn(16)),
+     lambda dt: EMULATED.pointwise(_x((1, 8, 7, 7), "nchw", dt), torch.randn(16, 8, 1, 1).to(dt), torch.randn(16).to(dt)),
      ["bias_act nchw v1 i32"]),
     # The units at the network's shapes.
     ("split unit x1.0 stage 2 nhwc (58 branch channels)", torch.float32,
-     lambda: EMULATED.split_unit(_x((1, 116, 28, 28), "nhwc"), *_unit_params(116, 58, torch.float32, "cpu", True)),
+     lambda dt: EMULATED.split_unit(_x((1, 116, 28, 28), "nhwc", dt), *_unit_params(116, 58, dt, "cpu", True)),
      ["dwconv3x3 nhwc v2 i32", "interleave2 nhwc v2 i32"]),
     ("split unit x1.0 stage 2 nhwc", torch.float16,
-     lambda: EMULATED.split_unit(_x((1, 116, 28, 28), "nhwc", torch.float16),
-                                 *_unit_params(116, 58, torch.float16, "cpu", True)),
+     lambda dt: EMULATED.split_unit(_x((1, 116, 28, 28), "nhwc", dt),
+                                 *_unit_params(116, 58, dt, "cpu", True)),
      ["dwconv3x3 nhwc v2 i32", "interleave2 nhwc v2 i32"]),
     ("split unit x0.5 stage 3 nhwc (48 branch channels)", torch.float16,
-     lambda: EMULATED.split_unit(_x((1, 96, 14, 14), "nhwc", torch.float16),
-                                 *_unit_params(96, 48, torch.float16, "cpu", True)),
+     lambda dt: EMULATED.split_unit(_x((1, 96, 14, 14), "nhwc", dt),
+                                 *_unit_params(96, 48, dt, "cpu", True)),
      ["dwconv3x3 nhwc v8 i32", "interleave2 nhwc v8 i32"]),
     ("split unit nchw 28x28", torch.float32,
-     lambda: EMULATED.split_unit(_x((1, 48, 28, 28), "nchw"), *_unit_params(48, 24, torch.float32, "cpu", True)),
+     lambda dt: EMULATED.split_unit(_x((1, 48, 28, 28), "nchw", dt), *_unit_params(48, 24, dt, "cpu", True)),
      ["dwconv3x3 nchw v4 i32", "interleave2 nchw v4 i32"]),
     ("down unit x1.0 stage 2 entry nhwc", torch.float32,
-     lambda: EMULATED.down_unit(_x((1, 24, 56, 56), "nhwc"), *_unit_params(24, 58, torch.float32, "cpu", False)),
+     lambda dt: EMULATED.down_unit(_x((1, 24, 56, 56), "nhwc", dt), *_unit_params(24, 58, dt, "cpu", False)),
      ["dwconv3x3 nhwc v4 i32", "dwconv3x3 nhwc v2 i32", "interleave2 nhwc v2 i32"]),
     ("down unit nchw 56x56 -> 28x28", torch.float32,
-     lambda: EMULATED.down_unit(_x((1, 24, 56, 56), "nchw"), *_unit_params(24, 24, torch.float32, "cpu", False)),
+     lambda dt: EMULATED.down_unit(_x((1, 24, 56, 56), "nchw", dt), *_unit_params(24, 24, dt, "cpu", False)),
      ["dwconv3x3 nchw v4 i32", "dwconv3x3 nchw v4 i32", "interleave2 nchw v4 i32"]),
 ]
 
 
 @pytest.mark.parametrize("case, dtype, run, expected", PLANS, ids=[f"{p[0]} {p[1]}" for p in PLANS])
 def test_launch_plan(case, dtype, run, expected):
-    run()
+    run(dtype)
     assert _launches() == expected
 
 
@@ -198,7 +198,7 @@ MODEL_CASES = [
     (1.5, 32, "nhwc", torch.float32),
     (2.0, 32, "nhwc", torch.float32),  # 122 branch channels: the 8-byte path
 ]
-MODEL_TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2}
+MODEL_TOLERANCE = {torch.float16: 2e-2}  # float32 is held to test_model.py's bound
 
 
 @pytest.mark.parametrize("width, size, layout, dtype", MODEL_CASES, ids=str)
@@ -212,4 +212,8 @@ def test_model_through_emulated_cuda_kernels(monkeypatch, width, size, layout, d
         expected = model(x)
     launches = _launches()
     assert any(line.startswith("interleave2") for line in launches), "the units did not run emulated"
-    assert_logits_match(got, expected, rel=MODEL_TOLERANCE[dtype])
+    if dtype == torch.float32:
+        assert_logits_match(got, expected)
+    else:  # half precision may swap near-tied classes: the error bound is the check (as in test_cuda.py)
+        err = ((got - expected).norm() / expected.norm()).item()
+        assert err <= MODEL_TOLERANCE[dtype], f"relative error {err:.2e}"

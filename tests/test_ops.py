@@ -174,6 +174,7 @@ STEM_SHAPES = [
     (1, 3, 1, 1, 24),  # one pixel: one conv output, one pooled output
     (1, 4, 9, 6, 40),  # other channel counts: 40 outputs span a partial second vector
     (1, 2, 5, 5, 7),  # fewer outputs than one vector
+    (1, 3, 9, 9, 16),  # exactly one AVX-512 vector of outputs
     (0, 3, 8, 8, 24),  # empty batch
 ]
 
@@ -219,6 +220,7 @@ SPLIT_SHAPES = [
     (2, 232, 14, 14),  # x1.0 stage3
     (1, 48, 28, 28),  # x0.5 stage2
     (3, 10, 5, 7),  # odd branch width (5) and odd sizes
+    (2, 32, 6, 6),  # 16 branch channels: the GEMM's panel is one AVX-512 vector
     (1, 4, 1, 1),  # 1x1 spatial
     (0, 8, 3, 3),  # empty batch
 ]
@@ -330,7 +332,10 @@ import torch, shufflekernels as sk
 from shufflekernels import reference as ref
 assert sk.build_info()["cpu_engine_isa"] == "{isa}", sk.build_info()
 torch.manual_seed(0)
-for n, c, h, w, cb in [(2, 24, 13, 11, 29), (1, 58, 28, 28, 58), (1, 6, 1, 1, 3), (3, 14, 7, 9, 17)]:
+# Branch widths 29, 58, 3, 17, 16 and 44 reach every lane shape of the GEMM's last panel and the stem's
+# channel blocks (two vectors, a full and a half, one, a half) on each instruction set.
+for n, c, h, w, cb in [(2, 24, 13, 11, 29), (1, 58, 28, 28, 58), (1, 6, 1, 1, 3), (3, 14, 7, 9, 17),
+                       (2, 16, 6, 5, 16), (1, 10, 5, 5, 44)]:
     x = torch.randn(n, c, h, w).contiguous(memory_format=torch.channels_last)
     down = (torch.randn(c, 1, 3, 3), torch.randn(c), torch.randn(cb, c, 1, 1) / c**0.5, torch.randn(cb),
             torch.randn(cb, c, 1, 1) / c**0.5, torch.randn(cb), torch.randn(cb, 1, 3, 3), torch.randn(cb),

@@ -25,8 +25,9 @@ struct GemmArgs {
   int64_t M, N, K;
   const float* bias;
   bool relu;
-  // C rows have room up to N rounded up to kPanelPad: the last panel is stored whole, and its columns
-  // past N get exact zeros (its weights and bias are zero-padded), so padded buffers hold no garbage.
+  // C rows have room up to N rounded up to kPanelPad: the last tile's padding lanes are stored (their
+  // weights and bias are zero-padded: relu(0) = 0 for finite inputs) and the columns past them up to
+  // kPanelPad are zeroed, so padded buffers hold no garbage a vector loop over them could trip on.
   bool store_padding = false;
 };
 

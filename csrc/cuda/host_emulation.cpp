@@ -11,7 +11,6 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <atomic>
 #include <mutex>
 #include <string>
 
@@ -21,7 +20,8 @@
 namespace shufflekernels::gpu {
 namespace {
 
-std::atomic<bool> g_force_wide_index{false};
+// Per thread: the op plans on the calling thread, so a test's setting reaches only its own calls.
+thread_local bool g_force_wide_index = false;
 std::mutex g_log_mutex;
 std::string g_launch_log;
 

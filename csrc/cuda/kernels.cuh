@@ -322,8 +322,9 @@ SK_UNROLL
       const index_t c = (item / blocks) % (2 * cpg), n = item / (blocks * 2 * cpg);
       const ShuffleSource from = shuffle_source<index_t>(c, 2);
       const index_t j = from.channel;
-      // Selected, not indexed: a run-time index into the body's arrays would copy the kernel's
-      // parameters to local memory and turn the loads below into generic ones.
+      // Selected, not indexed: indexing the body's arrays with a run-time value here made nvcc copy
+      // this kernel's parameters to local memory and turn the loads below into generic ones (caught
+      // by .ci/check_sass.py; InterleaveBody's indexed sources compile to indexed constant loads).
       const bool first = from.group == 0;
       const T* b = first ? bias[0] : bias[1];
       const T* in = (first ? src[0] : src[1]) + n * (first ? src_stride[0] : src_stride[1]) + j * HW + hw;
