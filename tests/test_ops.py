@@ -386,3 +386,44 @@ def test_pointwise_single_channel_keeps_nchw():
     x = torch.randn(2, 1, 5, 5)
     out = sk.ops.pointwise(x, torch.randn(8, 1, 1, 1), torch.randn(8), backend="native")
     assert out.is_contiguous()
+
+
+# The CPU kernels pack a 1x1 weight panel-major the second time they see it and reuse the packing
+# while it is the same weight (csrc/cpu/kernels_cpu.cpp, PackedWeights). (case, reason): every call must
+# still match the reference.
+PACKING_CASES = {
+    "repeated": "calls 2+ read the packed copy",
+    "updated in place": "an in-place update bumps the version: repacked, not stale",
+    "reallocated": "new weights, likely at the freed addresses: never the old packing",
+    "inference tensors": "no version counter: read in place every time",
+    "k-major and strided views": "packing reads any strides",
+}
+
+
+@requires_native_cpu
+@pytest.mark.parametrize("case", list(PACKING_CASES), ids=str)
+def test_packed_weights_stay_correct(case):
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 6, 6).contiguous(memory_format=torch.channels_last)
+
+    def make():
+        """Split-unit parameters, then a pointwise weight and bias (40 outputs: a partial last panel)."""
+        with torch.inference_mode(case == "inference tensors"):
+            params = list(_unit_params(32, 16, torch.float32, "cpu", split=True))
+            params += [torch.randn(40, 32, 1, 1) / 32**0.5, torch.randn(40)]
+        if case == "k-major and strided views":
+            params[0] = params[0].reshape(16, 16).t().contiguous().t().reshape(16, 16, 1, 1)  # as the model stores them
+            params[4] = torch.randn(16, 32, 1, 1)[:, ::2]  # every other input channel: dense in neither order
+        return params
+
+    params = make()
+    for step in range(4):
+        if step == 2 and case == "updated in place":
+            params[0].mul_(-1.5)
+            params[6].add_(0.25)
+        if step == 2 and case == "reallocated":
+            del params
+            params = make()
+        unit, (pw_w, pw_b) = params[:6], params[6:]
+        torch.testing.assert_close(sk.ops.split_unit(x, *unit, backend="native"), ref.split_unit(x, *unit), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(sk.ops.pointwise(x, pw_w, pw_b, backend="native"), ref.pointwise(x, pw_w, pw_b), atol=1e-4, rtol=1e-4)

@@ -29,6 +29,10 @@ struct GemmArgs {
   // weights and bias are zero-padded: relu(0) = 0 for finite inputs) and the columns past them up to
   // kPanelPad are zeroed, so padded buffers hold no garbage a vector loop over them could trip on.
   bool store_padding = false;
+  // 0: B is [K][ldb]. Otherwise B is panel-packed: kPanelPad-column panels, each [K][kPanelPad] and
+  // zero-padded, b_panel_stride floats apart (ldb is then kPanelPad). Contiguous panels stream from
+  // memory with the hardware prefetcher and need no padded copy of the last one.
+  int64_t b_panel_stride = 0;
 };
 
 // Channel padding of the units' intermediate buffers: a multiple of every variant's GEMM panel width.
