@@ -36,14 +36,18 @@ def _tap_major(weight: Tensor) -> Tensor:
 
 
 def _stored(name: str, t: Tensor) -> Tensor:
-    """A folded parameter in the storage its consumer reads in place (values unchanged)."""
-    if name.endswith("_weight") and name.startswith(("pw", "conv5")):
-        return _k_major(t)
-    if name == "fc_weight":  # the classifier runs as a 1x1 conv on the pooled [N, C, 1, 1] features
-        return _k_major(t.reshape(*t.shape, 1, 1))
-    if name.endswith("_weight") and name.startswith("dw"):
-        return _tap_major(t)
-    return t.clone().contiguous()
+    """A folded parameter in the storage its consumer reads in place (values unchanged).
+
+    Always a normal tensor, even when the model is built under torch.inference_mode(): the CPU kernels
+    keep a packed copy only of weights with a version counter (inference tensors have none)."""
+    with torch.inference_mode(False):
+        if name.endswith("_weight") and name.startswith(("pw", "conv5")):
+            return _k_major(t)
+        if name == "fc_weight":  # the classifier runs as a 1x1 conv on the pooled [N, C, 1, 1] features
+            return _k_major(t.reshape(*t.shape, 1, 1))
+        if name.endswith("_weight") and name.startswith("dw"):
+            return _tap_major(t)
+        return t.clone().contiguous()
 
 
 def _k_major(weight: Tensor) -> Tensor:
@@ -240,6 +244,11 @@ class FusedShuffleNetV2(nn.Module):
         x = _run("pointwise", self.backend, x, self.conv5_weight, self.conv5_bias)
         x = _run("pointwise", self.backend, x.mean((2, 3), keepdim=True), self.fc_weight, self.fc_bias, relu=False)
         return x.flatten(1)
+
+    def _apply(self, fn, recurse=True):
+        # .to()/.cuda()/.half() under torch.inference_mode() keep the buffers normal tensors (see _stored).
+        with torch.inference_mode(False):
+            return super()._apply(fn, recurse)
 
     def _units_native(self, device: torch.device) -> bool:
         return ops.resolve_backend("split_unit", self.backend, device) == "native" and (

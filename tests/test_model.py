@@ -172,6 +172,20 @@ def test_to_dtype():
     assert ((got - expected).norm() / expected.norm()).item() < 0.1
 
 
+def test_built_under_inference_mode_keeps_normal_buffers():
+    # The CPU kernels reuse packed weights only for tensors with a version counter, which inference
+    # tensors lack: building or moving the model under inference_mode must not turn its buffers into them.
+    model = reference_model(0.5, num_classes=10).eval()
+    with torch.inference_mode():
+        fused = sk.FusedShuffleNetV2.from_reference(model)
+        assert not any(t.is_inference() for t in fused.state_dict().values())
+        x = torch.randn(2, 3, 64, 64)
+        for _ in range(3):  # the second call onward reads packed weights
+            assert_logits_match(fused(x), model(x))
+        fused = fused.to(dtype=torch.bfloat16)  # new tensors, made under inference_mode
+        assert not any(t.is_inference() for t in fused.state_dict().values())
+
+
 @requires_native_cpu
 def test_threads_share_one_model():
     model = reference_model(0.5, num_classes=10)
