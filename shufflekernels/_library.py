@@ -51,6 +51,10 @@ def _defined(op: str) -> bool:
 # Ops whose schema the loaded library defines.
 DEFINED_OPS: frozenset[str] = frozenset(op for op in OPS if NATIVE_LOADED and _defined(op))
 
+# shufflekernels::prepack(weights): not an op of the contract but a hint to the CPU kernels that they
+# may keep packed copies of these 1x1 weights (csrc/cpu/kernels_cpu.cpp, PackedWeights).
+PREPACK_DEFINED: bool = NATIVE_LOADED and _defined("prepack")
+
 
 def _has_kernel(op: str, dispatch_key: str) -> bool:
     return op in DEFINED_OPS and torch._C._dispatch_has_kernel_for_dispatch_key(f"shufflekernels::{op}", dispatch_key)

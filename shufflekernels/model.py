@@ -35,6 +35,12 @@ def _tap_major(weight: Tensor) -> Tensor:
     return weight.reshape(c, 9).t().contiguous().t().reshape(c, 1, 3, 3)
 
 
+def _is_one_by_one(name: str) -> bool:
+    """Whether a buffer (by its name, with or without the module path) is a 1x1 conv weight."""
+    leaf = name.rsplit(".", 1)[-1]
+    return leaf.endswith("_weight") and leaf.startswith(("pw", "conv5", "fc"))
+
+
 def _stored(name: str, t: Tensor) -> Tensor:
     """A folded parameter in the storage its consumer reads in place (values unchanged).
 
@@ -147,6 +153,7 @@ class FusedShuffleNetV2(nn.Module):
         self.stage_lengths = [len(stage) for stage in stages]
         self.num_classes = self.fc_weight.shape[0]
         super().train(False)
+        self._prepack()
 
     # ----------------------------------------------------------------------------------------------
     # Construction
@@ -248,7 +255,16 @@ class FusedShuffleNetV2(nn.Module):
     def _apply(self, fn, recurse=True):
         # .to()/.cuda()/.half() under torch.inference_mode() keep the buffers normal tensors (see _stored).
         with torch.inference_mode(False):
-            return super()._apply(fn, recurse)
+            super()._apply(fn, recurse)
+        self._prepack()  # the buffers may be new tensors
+        return self
+
+    def _prepack(self) -> None:
+        """Lets the CPU kernels keep panel-packed copies of the 1x1 weights. These buffers change only
+        through torch (load_state_dict, in-place ops), whose version counter the kernels check; writes
+        that bypass it (through .data or numpy) are not supported on a fused model."""
+        if _library.PREPACK_DEFINED:
+            torch.ops.shufflekernels.prepack([t for name, t in self.named_buffers() if _is_one_by_one(name)])
 
     def _units_native(self, device: torch.device) -> bool:
         return ops.resolve_backend("split_unit", self.backend, device) == "native" and (

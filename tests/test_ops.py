@@ -388,15 +388,16 @@ def test_pointwise_single_channel_keeps_nchw():
     assert out.is_contiguous()
 
 
-# The CPU kernels pack a 1x1 weight panel-major the second time they see it and reuse the packing
-# while it is the same weight (csrc/cpu/kernels_cpu.cpp, PackedWeights). (case, reason): every call must
-# still match the reference.
+# The CPU kernels keep panel-packed copies of the 1x1 weights declared to them (shufflekernels::prepack,
+# as FusedShuffleNetV2 does for its buffers; csrc/cpu/kernels_cpu.cpp, PackedWeights). (case, reason):
+# every call must still match the reference.
 PACKING_CASES = {
-    "repeated": "calls 2+ read the packed copy",
+    "repeated": "calls read the packed copy",
     "updated in place": "an in-place update bumps the version: repacked, not stale",
     "reallocated": "new weights, likely at the freed addresses: never the old packing",
     "inference tensors": "no version counter: read in place every time",
     "k-major and strided views": "packing reads any strides",
+    "not declared, written through .data": "no version bump, but undeclared weights are read in place",
 }
 
 
@@ -414,6 +415,8 @@ def test_packed_weights_stay_correct(case):
         if case == "k-major and strided views":
             params[0] = params[0].reshape(16, 16).t().contiguous().t().reshape(16, 16, 1, 1)  # as the model stores them
             params[4] = torch.randn(16, 32, 1, 1)[:, ::2]  # every other input channel: dense in neither order
+        if not case.startswith("not declared"):
+            torch.ops.shufflekernels.prepack([params[0], params[4], params[6]])
         return params
 
     params = make()
@@ -424,6 +427,9 @@ def test_packed_weights_stay_correct(case):
         if step == 2 and case == "reallocated":
             del params
             params = make()
+        if step == 2 and case.startswith("not declared"):
+            params[0].data.copy_(torch.randn(16, 16, 1, 1))
+            params[6].data.mul_(-1.0)
         unit, (pw_w, pw_b) = params[:6], params[6:]
         torch.testing.assert_close(sk.ops.split_unit(x, *unit, backend="native"), ref.split_unit(x, *unit), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(sk.ops.pointwise(x, pw_w, pw_b, backend="native"), ref.pointwise(x, pw_w, pw_b), atol=1e-4, rtol=1e-4)

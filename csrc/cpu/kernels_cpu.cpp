@@ -399,29 +399,40 @@ struct KMajor {
 // Panel-packed copies of the 1x1 weights. K-major weights put the rows of one 32-column panel Cout
 // floats apart, a page every few rows: the hardware prefetcher does not follow that, and at batch 1 a
 // wide model waits on memory (x2.0 streams about 30 MB of weights per forward; packed, its batch-1
-// forward took 9.15 ms instead of 11.68 in a same-run comparison). A weight is packed the second time
-// it is seen (a one-off weight never pays for it) and reused while it is the same weight: its storage
-// alive (held weakly), its data pointer and its version counter unchanged (in-place updates bump the
-// version and are repacked). Inference tensors have no version counter, so they are never packed.
+// forward took 9.15 ms instead of 11.68 in a same-run comparison).
+//
+// Packing is opt-in (the prepack op): a weight is packed only after its owner declared it, as
+// FusedShuffleNetV2 does for its own buffers, because a packed copy can go stale behind torch's back
+// (writes through .data, numpy or another process do not bump the version counter). A declared weight
+// is repacked when its version changes (in-place updates through torch, load_state_dict) and
+// forgotten when its storage dies (held weakly) or its data pointer moves. Any other weight, and
+// inference tensors (no version counter), are read in place on every call.
 class PackedWeights {
  public:
-  // The packed copy of w, or null when w is to be read in place this time.
-  std::shared_ptr<const std::vector<float>> find_or_pack(const Tensor& w) {
-    if (w.is_inference() || w.scalar_type() != at::kFloat) return nullptr;
-    const Key key{w.storage().unsafeGetStorageImpl(), w.storage_offset(), w.size(0), w.size(1), w.stride(0),
-                  w.stride(1)};
-    const uint32_t version = w.unsafeGetTensorImpl()->version_counter().current_version();
-    const void* data = w.const_data_ptr();
+  void declare(const Tensor& w) {
+    if (!packable(w)) return;
     const std::lock_guard<std::mutex> lock(mutex_);
-    auto it = entries_.find(key);
-    if (it == entries_.end() || it->second.storage.expired() || it->second.data != data ||
-        it->second.version != version) {
-      if (entries_.size() >= purge_at_) purge();
-      entries_.insert_or_assign(key, Entry{w.storage().getWeakStorageImpl(), data, version, nullptr});
+    purge();
+    entries_.insert_or_assign(key_of(w), Entry{w.storage().getWeakStorageImpl(), w.const_data_ptr(), 0, nullptr});
+  }
+
+  // The packed copy of a declared w (packed now if it changed since), or null: read w in place.
+  std::shared_ptr<const std::vector<float>> find(const Tensor& w) {
+    if (!packable(w)) return nullptr;
+    const uint32_t version = w.unsafeGetTensorImpl()->version_counter().current_version();
+    const std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(key_of(w));
+    if (it == entries_.end()) return nullptr;
+    Entry& e = it->second;
+    if (e.storage.expired() || e.data != w.const_data_ptr()) {
+      entries_.erase(it);
       return nullptr;
     }
-    if (!it->second.packed) it->second.packed = pack(w);
-    return it->second.packed;
+    if (!e.packed || e.version != version) {
+      e.packed = pack(w);
+      e.version = version;
+    }
+    return e.packed;
   }
 
  private:
@@ -438,11 +449,19 @@ class PackedWeights {
     }
   };
   struct Entry {
-    c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+    c10::weak_intrusive_ptr<c10::StorageImpl> storage;  // keeps the key's address from being reused
     const void* data;
     uint32_t version;
     std::shared_ptr<const std::vector<float>> packed;
   };
+
+  static bool packable(const Tensor& w) {
+    return w.device().is_cpu() && w.scalar_type() == at::kFloat && w.dim() == 4 && !w.is_inference();
+  }
+
+  static Key key_of(const Tensor& w) {
+    return {w.storage().unsafeGetStorageImpl(), w.storage_offset(), w.size(0), w.size(1), w.stride(0), w.stride(1)};
+  }
 
   static std::shared_ptr<const std::vector<float>> pack(const Tensor& w) {
     const int64_t c_out = w.size(0), c_in = w.size(1), P = cpu::kPanelPad, panels = (c_out + P - 1) / P;
@@ -454,23 +473,30 @@ class PackedWeights {
     return out;
   }
 
-  // Drops the entries of weights that no longer exist; the next purge waits until the table doubles.
+  // Drops the entries (and packed copies) of weights that no longer exist.
   void purge() {
     for (auto it = entries_.begin(); it != entries_.end();) {
       it = it->second.storage.expired() ? entries_.erase(it) : std::next(it);
     }
-    purge_at_ = std::max<size_t>(64, 2 * entries_.size());
   }
 
   std::mutex mutex_;
   std::unordered_map<Key, Entry, KeyHash> entries_;
-  size_t purge_at_ = 64;
 };
+
+PackedWeights& packed_weights() {
+  static PackedWeights* const cache = new PackedWeights();  // never destroyed: ops may run during exit
+  return *cache;
+}
+
+// prepack(weights): declares 1x1 weights whose packed copies the CPU kernels may keep (see above).
+void prepack(at::TensorList weights) {
+  for (const Tensor& w : weights) packed_weights().declare(w);
+}
 
 KMajor k_major(const Tensor& weight) {
   const int64_t c_out = weight.size(0), c_in = weight.size(1);
-  static PackedWeights* const cache = new PackedWeights();  // never destroyed: ops may run during exit
-  if (auto packed = cache->find_or_pack(weight)) {
+  if (auto packed = packed_weights().find(weight)) {
     return {Tensor(), packed->data(), cpu::kPanelPad, c_in * cpu::kPanelPad, packed};
   }
   // Checked on the 4-D strides directly: a reshape would cost a dispatcher call per weight per unit.
@@ -530,6 +556,7 @@ void pointwise_all_pixels(const cpu::Kernels& k, const float* A, int64_t lda, co
   if (threads > 1 && pixels < threads * kMinRowsPerTask) {
     const int64_t panels = (c_out + kPanel - 1) / kPanel;
     at::parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
+      // n0 on a panel boundary: packed weights (KMajor::at) are addressed by whole panels.
       const int64_t n0 = begin * kPanel, n1 = std::min(c_out, end * kPanel);
       k.gemm({A, lda, w.at(n0), w.ldb, out + n0, ldc, pixels, n1 - n0, c_in, bias + n0, relu, store_padding, w.panel_stride});
     });
@@ -809,6 +836,12 @@ Tensor down_unit_cpu(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1_
 }
 
 }  // namespace
+
+// Not part of the op contract (ops.py): a hint to the CPU kernels, with no effect on results; a no-op
+// for tensors they would not pack. Registered for every backend so that a model can call it anywhere.
+TORCH_LIBRARY_FRAGMENT(shufflekernels, m) {
+  m.def("prepack(Tensor[] weights) -> ()", &prepack);
+}
 
 TORCH_LIBRARY_IMPL(shufflekernels, CPU, m) {
   m.impl("channel_shuffle", &channel_shuffle_cpu);
