@@ -41,12 +41,4 @@ SK_HOST_DEVICE int64_t dwconv3x3_out_size(int64_t in_size, int64_t stride) {
   return (in_size + 2 * 1 - 3) / stride + 1;
 }
 
-// First output position whose 3x3 window lies fully inside [0, in_size): windows start at
-// o*stride - 1, so the left border is o = 0 only. Last interior output: (o*stride + 1) <= in_size-1.
-SK_HOST_DEVICE int64_t dwconv3x3_interior_end(int64_t in_size, int64_t out_size, int64_t stride) {
-  int64_t end = (in_size - 2) / stride + 1;  // outputs o < end have o*stride + 1 <= in_size - 1
-  if (in_size < 2) end = 0;
-  return end < out_size ? end : out_size;
-}
-
 }  // namespace shufflekernels

@@ -47,10 +47,10 @@ def _stored(name: str, t: Tensor) -> Tensor:
     Always a normal tensor, even when the model is built under torch.inference_mode(): the CPU kernels
     keep a packed copy only of weights with a version counter (inference tensors have none)."""
     with torch.inference_mode(False):
-        if name.endswith("_weight") and name.startswith(("pw", "conv5")):
-            return _k_major(t)
         if name == "fc_weight":  # the classifier runs as a 1x1 conv on the pooled [N, C, 1, 1] features
             return _k_major(t.reshape(*t.shape, 1, 1))
+        if _is_one_by_one(name):
+            return _k_major(t)
         if name.endswith("_weight") and name.startswith("dw"):
             return _tap_major(t)
         return t.clone().contiguous()

@@ -409,11 +409,14 @@ struct KMajor {
 // inference tensors (no version counter), are read in place on every call.
 class PackedWeights {
  public:
-  void declare(const Tensor& w) {
-    if (!packable(w)) return;
+  void declare(at::TensorList weights) {
     const std::lock_guard<std::mutex> lock(mutex_);
     purge();
-    entries_.insert_or_assign(key_of(w), Entry{w.storage().getWeakStorageImpl(), w.const_data_ptr(), 0, nullptr});
+    for (const Tensor& w : weights) {
+      if (packable(w)) {
+        entries_.insert_or_assign(key_of(w), Entry{w.storage().getWeakStorageImpl(), w.const_data_ptr(), 0, nullptr});
+      }
+    }
   }
 
   // The packed copy of a declared w (packed now if it changed since), or null: read w in place.
@@ -490,9 +493,7 @@ PackedWeights& packed_weights() {
 }
 
 // prepack(weights): declares 1x1 weights whose packed copies the CPU kernels may keep (see above).
-void prepack(at::TensorList weights) {
-  for (const Tensor& w : weights) packed_weights().declare(w);
-}
+void prepack(at::TensorList weights) { packed_weights().declare(weights); }
 
 KMajor k_major(const Tensor& weight) {
   const int64_t c_out = weight.size(0), c_in = weight.size(1);
