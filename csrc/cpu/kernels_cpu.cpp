@@ -21,7 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../checks.h"
+#include "../layout.h"
 #include "../index_math.h"
 #include "../pointwise.h"
 #include "engine.h"

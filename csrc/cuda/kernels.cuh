@@ -27,7 +27,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "../checks.h"
+#include "../layout.h"
 #include "../index_math.h"
 #include "../pointwise.h"
 
