@@ -53,13 +53,11 @@ def backends() -> dict[str, dict]:
         },
     }
     # Triton kernels are compiled on first use: "built" means triton is installed.
-    from . import triton as triton_ops
-
     triton_usable, triton_why = _library.triton_status()
     result["triton"] = {
         "built": importlib.util.find_spec("triton") is not None,
         "usable": triton_usable,
-        "ops": list(triton_ops.OPS),
+        "ops": list(_library.TRITON_OPS),
         "why": triton_why,
     }
     result["reference"] = {"built": True, "usable": True, "ops": list(_library.OPS), "why": "pure PyTorch"}

@@ -19,6 +19,7 @@ import torch
 
 import shufflekernels as sk
 from shufflekernels import reference as ref
+from shufflekernels import registry
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -49,30 +50,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_cases(device: str, dtype: torch.dtype) -> dict[str, Callable[[str], torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-
-    def rand(*shape):
-        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
-
-    x = rand(2, 116, 14, 13).contiguous(memory_format=torch.channels_last)
-    a, b = rand(2, 58, 15, 14), rand(2, 58, 15, 14)
-    w, bias = rand(116, 1, 3, 3), rand(116)
-    cb = 58
-    split = (rand(cb, cb, 1, 1) / 8, rand(cb), rand(cb, 1, 3, 3), rand(cb), rand(cb, cb, 1, 1) / 8, rand(cb))
-    down = (rand(116, 1, 3, 3), rand(116), rand(cb, 116, 1, 1) / 11, rand(cb), rand(cb, 116, 1, 1) / 11, rand(cb),
-            rand(cb, 1, 3, 3), rand(cb), rand(cb, cb, 1, 1) / 8, rand(cb))
-    return {
-        "channel_shuffle": lambda be: sk.ops.channel_shuffle(x, 2, backend=be),
-        "shuffle_cat": lambda be: sk.ops.shuffle_cat([a, b], backend=be),
-        "dwconv3x3 s1 relu": lambda be: sk.ops.dwconv3x3(x, w, bias, stride=1, relu=True, backend=be),
-        "dwconv3x3 s2": lambda be: sk.ops.dwconv3x3(x, w, bias, stride=2, backend=be),
-        "split_unit": lambda be: sk.ops.split_unit(x, *split, backend=be),
-        "down_unit": lambda be: sk.ops.down_unit(x, *down, backend=be),
-    }
-
-
-def cmd_check(args: argparse.Namespace) -> int:
+def _check_targets() -> list[tuple[str, str]]:
     report = sk.backends()
     targets = []
     if report["native-cpu"]["usable"]:
@@ -81,26 +59,36 @@ def cmd_check(args: argparse.Namespace) -> int:
         targets.append(("native", "cuda"))
     if report["triton"]["usable"]:
         targets.append(("triton", "cuda" if torch.cuda.is_available() else "cpu"))
+    return targets
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Every op of the registry on every usable backend, at its network-shaped example case."""
+    targets = _check_targets()
+    if not targets:
+        print("no accelerated backend is usable here; see `python -m shufflekernels info`")
+        return 1
     rows, failures = [], 0
     with torch.inference_mode():
         for backend, device in targets:
             dtypes = [torch.float32] if device == "cpu" and backend == "triton" else [torch.float32, torch.float16]
             for dtype in dtypes:
-                for name, run in _check_cases(device, dtype).items():
+                for name, spec in registry.OPS.items():
+                    if backend not in spec.backends:
+                        continue
+                    inputs = registry.example_args(name, device=device, dtype=dtype)
                     try:
-                        got, expected = run(backend).float(), run("reference").float()
+                        got = sk.ops.call(name, *inputs, backend=backend).float()
+                        expected = sk.ops.call(name, *inputs, backend="reference").float()
                         err = (got - expected).abs().max().item() if got.numel() else 0.0
                         scale = max(expected.abs().max().item(), 1.0)
                         limit = (1e-4 if dtype == torch.float32 else 2e-2) * scale
                         ok = got.shape == expected.shape and err <= limit
-                        rows.append([backend, device, str(dtype).replace("torch.", ""), name, f"{err:.2e}", "ok" if ok else "FAIL"])
+                        result, shown = ("ok" if ok else "FAIL"), f"{err:.2e}"
                     except Exception as exc:  # a failing backend is reported, not fatal to the table
-                        ok = False
-                        rows.append([backend, device, str(dtype).replace("torch.", ""), name, "-", f"ERROR {type(exc).__name__}: {exc}"[:80]])
+                        ok, result, shown = False, f"ERROR {type(exc).__name__}: {exc}"[:80], "-"
+                    rows.append([backend, device, str(dtype).replace("torch.", ""), name, shown, result])
                     failures += not ok
-    if not targets:
-        print("no accelerated backend is usable here; see `python -m shufflekernels info`")
-        return 1
     print(_table(rows, ["backend", "device", "dtype", "op", "max abs err", "result"]))
     print(f"\n{len(rows) - failures} passed, {failures} failed")
     return 1 if failures else 0

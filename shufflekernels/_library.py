@@ -1,21 +1,26 @@
-"""Loads the compiled op library (shufflekernels._C) and records what each backend can run here.
+"""Backend status and selection: loads the compiled op library (shufflekernels._C), records what each
+backend can run here, and picks the backend for a call.
 
 Nothing here touches a GPU: CUDA kernels count as *built* when they are registered with the
-dispatcher, and as *usable* when, in addition, torch sees a CUDA device.
+dispatcher, and as *usable* when, in addition, torch sees a CUDA device. This is the one place that
+reads TRITON_INTERPRET (``interpreter_enabled``).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
+import importlib.util
 import os
 import warnings
 
 import torch
 
-OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "stem", "split_unit", "down_unit")
-# Ops the Triton backend has a kernel for (the stem is not one of the fused families).
-TRITON_OPS = ("channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "split_unit", "down_unit")
+from . import registry
+
+OPS = tuple(registry.OPS)
+# Ops the Triton backend has a kernel for.
+TRITON_OPS = registry.ops_with("triton")
+BACKENDS = ("auto", "native", "triton", "reference")
 
 BUILD_HINT = (
     "build it with `pip install --no-build-isolation -e .` from the repository root "
@@ -39,21 +44,12 @@ except ImportError as exc:  # the package works without it, on the reference (an
 
 NATIVE_LOADED = LOAD_ERROR is None
 
-
-def _defined(op: str) -> bool:
-    try:
-        torch._C._dispatch_find_schema_or_throw(f"shufflekernels::{op}", "")
-    except RuntimeError:  # a library built from older sources: that op is simply not built
-        return False
-    return True
-
-
-# Ops whose schema the loaded library defines.
-DEFINED_OPS: frozenset[str] = frozenset(op for op in OPS if NATIVE_LOADED and _defined(op))
+# Ops whose schema the loaded library defines (a library built from older sources may lack some).
+DEFINED_OPS: frozenset[str] = frozenset(op for op in OPS if NATIVE_LOADED and registry.defined_in(registry.NATIVE_NS, op))
 
 # shufflekernels::prepack(weights): not an op of the contract but a hint to the CPU kernels that they
-# may keep packed copies of these 1x1 weights (csrc/cpu/kernels_cpu.cpp, PackedWeights).
-PREPACK_DEFINED: bool = NATIVE_LOADED and _defined("prepack")
+# may keep packed copies of these 1x1 weights (csrc/cpu/packed_weights.h).
+PREPACK_DEFINED: bool = NATIVE_LOADED and registry.defined_in(registry.NATIVE_NS, "prepack")
 
 
 def _has_kernel(op: str, dispatch_key: str) -> bool:
@@ -65,14 +61,33 @@ NATIVE_KERNELS: dict[str, frozenset[str]] = {
     device: frozenset(op for op in OPS if _has_kernel(op, device.upper())) for device in ("cpu", "cuda")
 }
 
+if NATIVE_LOADED:
+    registry.register_namespace(registry.NATIVE_NS)
+    registry.register_namespace(registry.EMULATED_NS)
+
+
+def interpreter_enabled() -> bool:
+    """TRITON_INTERPRET=1: Triton kernels run on CPU tensors in its interpreter (what triton.jit reads
+    when it decorates a kernel, so it must be set before the first Triton call)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
 
 @functools.lru_cache(maxsize=None)
 def _triton_status() -> tuple[bool, str]:
+    if importlib.util.find_spec("triton") is None:
+        return False, "triton is not installed; it ships with CUDA builds of torch"
     try:
-        triton_ops = importlib.import_module("shufflekernels.triton")
-    except ImportError as exc:  # pragma: no cover - triton ships with CUDA builds of torch
+        import triton
+    except ImportError as exc:  # pragma: no cover - an installed but broken triton
         return False, f"triton is not importable ({exc})"
-    return triton_ops.status()
+    if interpreter_enabled():
+        return True, f"Triton {triton.__version__} kernels; running under TRITON_INTERPRET=1 on CPU (slow: for tests)"
+    if torch.cuda.is_available():
+        return True, f"Triton {triton.__version__} kernels for CUDA tensors"
+    return False, (
+        f"Triton {triton.__version__}: no CUDA device and TRITON_INTERPRET is not 1 "
+        "(TRITON_INTERPRET=1 runs the kernels on CPU tensors, slowly)"
+    )
 
 
 def triton_status() -> tuple[bool, str]:
@@ -87,5 +102,62 @@ triton_status.cache_clear = _triton_status.cache_clear
 triton_status._dynamo_marked_constant = True
 
 
-def interpreter_enabled() -> bool:
-    return os.environ.get("TRITON_INTERPRET") == "1"
+# --------------------------------------------------------------------------------------------------
+# Selection.
+# --------------------------------------------------------------------------------------------------
+
+_warned: set[tuple[str, str, str]] = set()
+
+
+def resolve_backend(op: str, backend: str, device: torch.device) -> str:
+    """The backend that will run ``op`` on ``device`` for the requested ``backend``.
+
+    ``auto`` picks native when that op has a kernel built for the device, else Triton on CUDA, else the
+    reference, and says so once with a warning. Raises RuntimeError for an explicit request that cannot
+    be served here, saying how to fix it.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"shufflekernels.{op}: argument 'backend' expected one of {BACKENDS}, got {backend!r}")
+    device_type = device.type
+    native_ok = op in NATIVE_KERNELS.get(device_type, frozenset())
+    if backend == "native":
+        if not native_ok:
+            why = LOAD_ERROR or f"no {device_type.upper()} kernel was compiled for it"
+            raise RuntimeError(
+                f"shufflekernels.{op}: backend 'native' is not built for {device_type} tensors ({why}); {BUILD_HINT}"
+            )
+        return "native"
+    if backend == "triton":
+        if op not in TRITON_OPS:
+            raise RuntimeError(
+                f"shufflekernels.{op}: argument 'backend' expected 'auto', 'native' or 'reference' "
+                "(there is no Triton kernel for this op), got 'triton'"
+            )
+        usable, why = triton_status()
+        if not usable:
+            raise RuntimeError(f"shufflekernels.{op}: backend 'triton' is not usable here: {why}")
+        if device_type == "cpu" and not interpreter_enabled():
+            # Triton compiles for GPUs; it reads CPU tensors only through its interpreter.
+            raise RuntimeError(
+                f"shufflekernels.{op}: backend 'triton' expected CUDA tensors (or TRITON_INTERPRET=1 for CPU "
+                f"tensors), got a {device_type} tensor"
+            )
+        return "triton"
+    if backend == "reference":
+        return "reference"
+    if native_ok:
+        return "native"
+    if device_type == "cuda" and op in TRITON_OPS and triton_status()[0]:
+        chosen = "triton"
+    else:
+        chosen = "reference"
+    key = (op, device_type, chosen)
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(
+            f"shufflekernels.{op}: no native kernel is built for {device_type} tensors; "
+            f"backend='auto' uses the {chosen} implementation instead ({BUILD_HINT})",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return chosen

@@ -1,9 +1,9 @@
 """Pure-PyTorch reference: the ground truth every backend, test and benchmark compares against.
 
-The ops compute exactly what DESIGN.md specifies, with plain torch calls and no fusion. The model is
-ShuffleNetV2 (Ma et al., ECCV 2018) with torchvision's module structure, constructor arguments and
-``state_dict`` keys, so weights move between torchvision, this reference and FusedShuffleNetV2 as
-they are. torchvision is not needed.
+The ops compute exactly what docs/design.md ("Op semantics") specifies, with plain torch calls and no
+fusion. The model is ShuffleNetV2 (Ma et al., ECCV 2018) with torchvision's module structure,
+constructor arguments and ``state_dict`` keys, so weights move between torchvision, this reference and
+FusedShuffleNetV2 as they are. torchvision is not needed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch._prims_common import suggest_memory_format  # the Python twin of c10's, used by torch's meta kernels
+
+from .contract import output_memory_format
 
 __all__ = [
     "channel_shuffle",
@@ -152,13 +153,6 @@ def down_unit(
     t = _pointwise(compute, pw1_weight, pw1_bias, relu=True)
     b2 = _pointwise(dwconv3x3(t, dw2_weight, dw2_bias, stride=2), pw2_weight, pw2_bias, relu=True)
     return shuffle_cat([b1.to(x.dtype), b2.to(x.dtype)]).contiguous(memory_format=output_memory_format(x))
-
-
-def output_memory_format(x: Tensor) -> torch.memory_format:
-    """The memory format of every op's output for input x: the one torch suggests for x's strides, the
-    rule the native kernels apply (c10's suggest_memory_format). A tensor dense in neither format, such
-    as a channel slice of a channels_last tensor, still gets the format its strides are closest to."""
-    return suggest_memory_format(x) if x.dim() == 4 else torch.contiguous_format
 
 
 # --------------------------------------------------------------------------------------------------

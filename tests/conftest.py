@@ -69,14 +69,15 @@ def tensor_device(device: str) -> str:
     return "cpu" if device.startswith(EMULATED_CUDA) else device
 
 
-def run_native(device: str, op: str, *args, **kwargs):
-    """The native op for a kernel_devices() param: through shufflekernels.ops, or the emulated CUDA op."""
+def run_native(device: str, op: str, *args):
+    """The native op for a kernel_devices() param, arguments in schema order: through shufflekernels.ops,
+    or the emulated CUDA op."""
     if not device.startswith(EMULATED_CUDA):
-        return getattr(sk.ops, op)(*args, **kwargs, backend="native")
+        return sk.ops.call(op, *args, backend="native")
     emulated = torch.ops.shufflekernels_cuda_emulated
     emulated.force_wide_index(device == EMULATED_CUDA_I64)
     try:
-        return getattr(emulated, op)(*args, **kwargs)
+        return getattr(emulated, op)(*args)
     finally:
         emulated.force_wide_index(False)
 
@@ -116,3 +117,18 @@ def assert_same_format(out: torch.Tensor, inp: torch.Tensor) -> None:
 def assert_close(out: torch.Tensor, ref: torch.Tensor) -> None:
     atol, rtol = TOLERANCES[out.dtype]
     torch.testing.assert_close(out.float(), ref.float(), atol=atol, rtol=rtol)
+
+
+@pytest.fixture(scope="module")
+def triton_backend():
+    """Triton usable for a module: without a GPU, the interpreter (TRITON_INTERPRET=1) for that module's
+    duration, with the cached Triton status dropped before and after so that other modules see this
+    machine's real status. Set before the Triton library is first imported: triton.jit reads it when
+    it decorates the kernels, once per process."""
+    env = pytest.MonkeyPatch()
+    if not torch.cuda.is_available():
+        env.setenv("TRITON_INTERPRET", "1")
+    _library.triton_status.cache_clear()
+    yield
+    env.undo()
+    _library.triton_status.cache_clear()

@@ -16,81 +16,152 @@ from shufflekernels import ops
 from shufflekernels import reference as ref
 
 from conftest import native_devices, requires_native_cpu
+from op_cases import CASES, make_inputs
+from shufflekernels import registry
 
 # --------------------------------------------------------------------------------------------------
-# Bad input: a clear exception naming the op and the argument, from the Python wrapper and from the
-# C++ entry point alike (torch.ops.* calls skip the wrapper).
+# Bad input: one contract, every path. The C++ checks (csrc/contract.h) are the contract for native
+# calls; the wrappers, the reference, the fake kernels and the Triton ops run contract.py. Each case
+# must raise the same exception class with the same message on every path that can receive it
+# (tests/test_triton.py runs the Triton ops' side of the same table).
 # --------------------------------------------------------------------------------------------------
 
 x4 = torch.randn(2, 8, 5, 5)
 w8 = torch.randn(8, 1, 3, 3)
 b8 = torch.randn(8)
 
-# (call through sk.ops, call straight into the native op or None, exception, op, argument)
+
+def _split(x=None, **override):
+    """split_unit arguments for x [2, 8, 5, 5] (branch 4), with some replaced."""
+    args = dict(x=x4 if x is None else x, pw1_weight=torch.randn(4, 4, 1, 1), pw1_bias=torch.randn(4),
+                dw_weight=torch.randn(4, 1, 3, 3), dw_bias=torch.randn(4), pw2_weight=torch.randn(4, 4, 1, 1),
+                pw2_bias=torch.randn(4))  # fmt: skip
+    args.update(override)
+    return tuple(args.values())
+
+
+def _down(x=None, **override):
+    """down_unit arguments for x [2, 8, 5, 5] (branch 4), with some replaced."""
+    args = dict(x=x4 if x is None else x, dw1_weight=w8, dw1_bias=b8, pw3_weight=torch.randn(4, 8, 1, 1),
+                pw3_bias=torch.randn(4), pw1_weight=torch.randn(4, 8, 1, 1), pw1_bias=torch.randn(4),
+                dw2_weight=torch.randn(4, 1, 3, 3), dw2_bias=torch.randn(4), pw2_weight=torch.randn(4, 4, 1, 1),
+                pw2_bias=torch.randn(4))  # fmt: skip
+    args.update(override)
+    return tuple(args.values())
+
+
+# Reasons a case cannot reach a path: the dispatcher's own argument parsing refuses it first.
+SCHEMA_REFUSES = "the dispatcher's schema parsing refuses it before any kernel runs"
+NO_TENSOR = "with no tensor the dispatcher has no device to dispatch on and raises first"
+
+# name: (op, arguments in schema order, exception, argument named, {path: why it cannot be reached})
 BAD_INPUTS = {
-    "channel_shuffle rank 3": (lambda: ops.channel_shuffle(torch.randn(8, 5, 5), 2), lambda: torch.ops.shufflekernels.channel_shuffle(torch.randn(8, 5, 5), 2), ValueError, "channel_shuffle", "x"),
-    "channel_shuffle groups does not divide C": (lambda: ops.channel_shuffle(x4, 3), lambda: torch.ops.shufflekernels.channel_shuffle(x4, 3), ValueError, "channel_shuffle", "groups"),
-    "channel_shuffle groups 0": (lambda: ops.channel_shuffle(x4, 0), lambda: torch.ops.shufflekernels.channel_shuffle(x4, 0), ValueError, "channel_shuffle", "groups"),
-    "channel_shuffle groups negative": (lambda: ops.channel_shuffle(x4, -2), lambda: torch.ops.shufflekernels.channel_shuffle(x4, -2), ValueError, "channel_shuffle", "groups"),
-    "channel_shuffle groups float": (lambda: ops.channel_shuffle(x4, 2.0), None, TypeError, "channel_shuffle", "groups"),
-    "channel_shuffle integer dtype": (lambda: ops.channel_shuffle(torch.ones(1, 4, 2, 2, dtype=torch.int32), 2), lambda: torch.ops.shufflekernels.channel_shuffle(torch.ones(1, 4, 2, 2, dtype=torch.int32), 2), TypeError, "channel_shuffle", "x"),
-    "channel_shuffle complex dtype": (lambda: ops.channel_shuffle(torch.ones(1, 4, 2, 2, dtype=torch.complex64), 2), lambda: torch.ops.shufflekernels.channel_shuffle(torch.ones(1, 4, 2, 2, dtype=torch.complex64), 2), TypeError, "channel_shuffle", "x"),
-    "channel_shuffle not a tensor": (lambda: ops.channel_shuffle([[1.0]], 1), None, TypeError, "channel_shuffle", "x"),
-    # No native call: with no tensor the dispatcher has no device to dispatch on and raises first.
-    "shuffle_cat empty list": (lambda: ops.shuffle_cat([]), None, ValueError, "shuffle_cat", "tensors"),
-    "shuffle_cat a bare tensor": (lambda: ops.shuffle_cat(x4), None, TypeError, "shuffle_cat", "tensors"),
-    "shuffle_cat shapes differ": (lambda: ops.shuffle_cat([x4, torch.randn(2, 8, 5, 6)]), lambda: torch.ops.shufflekernels.shuffle_cat([x4, torch.randn(2, 8, 5, 6)]), ValueError, "shuffle_cat", "tensors[1]"),
-    "shuffle_cat dtypes differ": (lambda: ops.shuffle_cat([x4, x4.double()]), lambda: torch.ops.shufflekernels.shuffle_cat([x4, x4.half()]), TypeError, "shuffle_cat", "tensors[1]"),
-    "shuffle_cat rank 2": (lambda: ops.shuffle_cat([torch.randn(2, 8)] * 2), lambda: torch.ops.shufflekernels.shuffle_cat([torch.randn(2, 8)] * 2), ValueError, "shuffle_cat", "tensors[0]"),
-    "dwconv3x3 rank 5": (lambda: ops.dwconv3x3(torch.randn(1, 2, 8, 5, 5), w8), lambda: torch.ops.shufflekernels.dwconv3x3(torch.randn(1, 2, 8, 5, 5), w8, None, 1, False), ValueError, "dwconv3x3", "x"),
-    "dwconv3x3 weight shape": (lambda: ops.dwconv3x3(x4, torch.randn(8, 1, 5, 5)), lambda: torch.ops.shufflekernels.dwconv3x3(x4, torch.randn(8, 1, 5, 5), None, 1, False), ValueError, "dwconv3x3", "weight"),
-    "dwconv3x3 weight channels": (lambda: ops.dwconv3x3(x4, torch.randn(4, 1, 3, 3)), lambda: torch.ops.shufflekernels.dwconv3x3(x4, torch.randn(4, 1, 3, 3), None, 1, False), ValueError, "dwconv3x3", "weight"),
-    "dwconv3x3 bias shape": (lambda: ops.dwconv3x3(x4, w8, torch.randn(7)), lambda: torch.ops.shufflekernels.dwconv3x3(x4, w8, torch.randn(7), 1, False), ValueError, "dwconv3x3", "bias"),
-    "dwconv3x3 weight dtype": (lambda: ops.dwconv3x3(x4, w8.double()), lambda: torch.ops.shufflekernels.dwconv3x3(x4, w8.half(), None, 1, False), TypeError, "dwconv3x3", "weight"),
-    "dwconv3x3 stride 3": (lambda: ops.dwconv3x3(x4, w8, stride=3), lambda: torch.ops.shufflekernels.dwconv3x3(x4, w8, None, 3, False), ValueError, "dwconv3x3", "stride"),
-    "dwconv3x3 stride 0": (lambda: ops.dwconv3x3(x4, w8, stride=0), lambda: torch.ops.shufflekernels.dwconv3x3(x4, w8, None, 0, False), ValueError, "dwconv3x3", "stride"),
-    "dwconv3x3 zero width": (lambda: ops.dwconv3x3(torch.randn(1, 8, 5, 0), w8), lambda: torch.ops.shufflekernels.dwconv3x3(torch.randn(1, 8, 5, 0), w8, None, 1, False), ValueError, "dwconv3x3", "x"),
-    "dwconv3x3 integer dtype": (lambda: ops.dwconv3x3(x4.long(), w8.long()), lambda: torch.ops.shufflekernels.dwconv3x3(x4.long(), w8.long(), None, 1, False), TypeError, "dwconv3x3", "x"),
-    "dwconv3x3 relu not bool": (lambda: ops.dwconv3x3(x4, w8, relu=1), None, TypeError, "dwconv3x3", "relu"),
-    "pointwise weight channels": (lambda: ops.pointwise(x4, torch.randn(6, 4, 1, 1), torch.randn(6)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 4, 1, 1), torch.randn(6)), ValueError, "pointwise", "weight"),
-    "pointwise bias shape": (lambda: ops.pointwise(x4, torch.randn(6, 8, 1, 1), torch.randn(5)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 8, 1, 1), torch.randn(5)), ValueError, "pointwise", "bias"),
+    "channel_shuffle rank 3": ("channel_shuffle", lambda: (torch.randn(8, 5, 5), 2), ValueError, "x", {}),
+    "channel_shuffle groups does not divide C": ("channel_shuffle", lambda: (x4, 3), ValueError, "groups", {}),
+    "channel_shuffle groups 0": ("channel_shuffle", lambda: (x4, 0), ValueError, "groups", {}),
+    "channel_shuffle groups negative": ("channel_shuffle", lambda: (x4, -2), ValueError, "groups", {}),
+    "channel_shuffle groups float": ("channel_shuffle", lambda: (x4, 2.0), TypeError, "groups", {"native": SCHEMA_REFUSES}),
+    "channel_shuffle integer dtype": ("channel_shuffle", lambda: (torch.ones(1, 4, 2, 2, dtype=torch.int32), 2), TypeError, "x", {}),
+    "channel_shuffle complex dtype": ("channel_shuffle", lambda: (torch.ones(1, 4, 2, 2, dtype=torch.complex64), 2), TypeError, "x", {}),
+    "channel_shuffle not a tensor": ("channel_shuffle", lambda: ([[1.0]], 1), TypeError, "x", {"native": SCHEMA_REFUSES}),
+    "shuffle_cat empty list": ("shuffle_cat", lambda: ([],), ValueError, "tensors", {"native": NO_TENSOR}),
+    "shuffle_cat a bare tensor": ("shuffle_cat", lambda: (x4,), TypeError, "tensors", {"native": SCHEMA_REFUSES}),
+    "shuffle_cat shapes differ": ("shuffle_cat", lambda: ([x4, torch.randn(2, 8, 5, 6)],), ValueError, "tensors[1]", {}),
+    "shuffle_cat third of three differs": ("shuffle_cat", lambda: ([x4, x4, torch.randn(2, 4, 5, 5)],), ValueError, "tensors[2]", {}),
+    "shuffle_cat dtypes differ": ("shuffle_cat", lambda: ([x4, x4.double()],), TypeError, "tensors[1]", {}),
+    "shuffle_cat rank 2": ("shuffle_cat", lambda: ([torch.randn(2, 8)] * 2,), ValueError, "tensors[0]", {}),
+    "dwconv3x3 rank 5": ("dwconv3x3", lambda: (torch.randn(1, 2, 8, 5, 5), w8, None, 1, False), ValueError, "x", {}),
+    "dwconv3x3 weight shape": ("dwconv3x3", lambda: (x4, torch.randn(8, 1, 5, 5), None, 1, False), ValueError, "weight", {}),
+    "dwconv3x3 weight channels": ("dwconv3x3", lambda: (x4, torch.randn(4, 1, 3, 3), None, 1, False), ValueError, "weight", {}),
+    "dwconv3x3 bias shape": ("dwconv3x3", lambda: (x4, w8, torch.randn(7), 1, False), ValueError, "bias", {}),
+    "dwconv3x3 weight dtype": ("dwconv3x3", lambda: (x4, w8.double(), None, 1, False), TypeError, "weight", {}),
+    "dwconv3x3 stride 3": ("dwconv3x3", lambda: (x4, w8, None, 3, False), ValueError, "stride", {}),
+    "dwconv3x3 stride 0": ("dwconv3x3", lambda: (x4, w8, None, 0, False), ValueError, "stride", {}),
+    "dwconv3x3 zero width": ("dwconv3x3", lambda: (torch.randn(1, 8, 5, 0), w8, None, 1, False), ValueError, "x", {}),
+    "dwconv3x3 integer dtype": ("dwconv3x3", lambda: (x4.long(), w8.long(), None, 1, False), TypeError, "x", {}),
+    "dwconv3x3 relu not bool": ("dwconv3x3", lambda: (x4, w8, None, 1, 1), TypeError, "relu", {"native": SCHEMA_REFUSES}),
+    "pointwise weight channels": ("pointwise", lambda: (x4, torch.randn(6, 4, 1, 1), torch.randn(6), True), ValueError, "weight", {}),
+    "pointwise bias shape": ("pointwise", lambda: (x4, torch.randn(6, 8, 1, 1), torch.randn(5), True), ValueError, "bias", {}),
     # torch's own conv2d answers [N, 0, H, W] for no input channels, so there is no reference to match.
-    "pointwise no input channels": (lambda: ops.pointwise(torch.randn(2, 0, 3, 3), torch.randn(4, 0, 1, 1), torch.randn(4)), lambda: torch.ops.shufflekernels.pointwise(torch.randn(2, 0, 3, 3), torch.randn(4, 0, 1, 1), torch.randn(4)), ValueError, "pointwise", "x"),
-    "pointwise 3x3 weight": (lambda: ops.pointwise(x4, torch.randn(6, 8, 3, 3), torch.randn(6)), lambda: torch.ops.shufflekernels.pointwise(x4, torch.randn(6, 8, 3, 3), torch.randn(6)), ValueError, "pointwise", "weight"),
-    "stem weight in-channels": (lambda: ops.stem(x4, torch.randn(24, 3, 3, 3), torch.randn(24)), lambda: torch.ops.shufflekernels.stem(x4, torch.randn(24, 3, 3, 3), torch.randn(24)), ValueError, "stem", "weight"),
-    "stem bias shape": (lambda: ops.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(8)), lambda: torch.ops.shufflekernels.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(8)), ValueError, "stem", "bias"),
-    "stem on triton": (lambda: ops.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(24), backend="triton"), None, RuntimeError, "stem", "backend"),
-    "split_unit odd channels": (lambda: ops.split_unit(torch.randn(1, 7, 4, 4), *([torch.randn(3)] * 6)), None, ValueError, "split_unit", "x"),
-    "split_unit weight shape": (lambda: ops.split_unit(x4, torch.randn(4, 4, 1, 1), b8, w8, b8, torch.randn(4, 4, 1, 1), b8), None, ValueError, "split_unit", "pw1_bias"),
-    "down_unit dw1 channels": (lambda: ops.down_unit(x4, torch.randn(4, 1, 3, 3), *([torch.randn(4)] * 9)), None, ValueError, "down_unit", "pw1_weight"),
-    "unknown backend": (lambda: ops.channel_shuffle(x4, 2, backend="cudnn"), None, ValueError, "channel_shuffle", "backend"),
+    "pointwise no input channels": ("pointwise", lambda: (torch.randn(2, 0, 3, 3), torch.randn(4, 0, 1, 1), torch.randn(4), True), ValueError, "x", {}),
+    "pointwise 3x3 weight": ("pointwise", lambda: (x4, torch.randn(6, 8, 3, 3), torch.randn(6), True), ValueError, "weight", {}),
+    "pointwise 2-D weight": ("pointwise", lambda: (x4, torch.randn(6, 8), torch.randn(6), False), ValueError, "weight", {}),
+    "stem weight in-channels": ("stem", lambda: (x4, torch.randn(24, 3, 3, 3), torch.randn(24)), ValueError, "weight", {}),
+    "stem bias shape": ("stem", lambda: (x4, torch.randn(24, 8, 3, 3), torch.randn(8)), ValueError, "bias", {}),
+    "split_unit odd channels": ("split_unit", lambda: _split(torch.randn(1, 7, 4, 4)), ValueError, "x", {}),
+    # W = 0 used to return an empty tensor through torch.ops while the wrapper raised.
+    "split_unit zero width": ("split_unit", lambda: _split(torch.randn(2, 8, 5, 0)), ValueError, "x", {}),
+    "split_unit pw1 bias shape": ("split_unit", lambda: _split(pw1_bias=torch.randn(5)), ValueError, "pw1_bias", {}),
+    "split_unit dw weight channels": ("split_unit", lambda: _split(dw_weight=torch.randn(8, 1, 3, 3)), ValueError, "dw_weight", {}),
+    "split_unit pw2 weight dtype": ("split_unit", lambda: _split(pw2_weight=torch.randn(4, 4, 1, 1).half()), TypeError, "pw2_weight", {}),
+    "down_unit dw1 channels": ("down_unit", lambda: _down(dw1_weight=torch.randn(4, 1, 3, 3)), ValueError, "dw1_weight", {}),
+    "down_unit pw3 in-channels": ("down_unit", lambda: _down(pw3_weight=torch.randn(4, 6, 1, 1)), ValueError, "pw3_weight", {}),
+    "down_unit pw1 rank": ("down_unit", lambda: _down(pw1_weight=torch.randn(4, 8)), ValueError, "pw1_weight", {}),
+    "down_unit pw2 bias": ("down_unit", lambda: _down(pw2_bias=torch.randn(3)), ValueError, "pw2_bias", {}),
 }
 
 
-def _assert_message(exc_info, op: str, arg: str) -> None:
-    message = str(exc_info.value)
-    assert f"shufflekernels.{op}" in message, message
-    assert f"'{arg}'" in message, message
-    assert "expected" in message and "got" in message, message
+def raised(call) -> tuple[type, str]:
+    """(exception class, message) of what call raises."""
+    with pytest.raises(Exception) as info:
+        call()
+    return type(info.value), str(info.value).split("\n")[0]
+
+
+def contract_error(case: str) -> tuple[type, str]:
+    """What the contract says for a case: contract.py through the reference path, checked for form."""
+    op, make, exc, arg, _ = BAD_INPUTS[case]
+    got = raised(lambda: ops.call(op, *make(), backend="reference"))
+    assert got[0] is exc, got
+    assert got[1].startswith(f"shufflekernels.{op}: argument '{arg}' expected "), got[1]
+    assert ", got " in got[1], got[1]
+    return got
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS), ids=str)
 def test_bad_input_python(case):
-    call, _, exc, op, arg = BAD_INPUTS[case]
-    with pytest.raises(exc) as info:
-        call()
-    _assert_message(info, op, arg)
+    contract_error(case)
+
+
+def _paths() -> dict[str, object]:
+    """Every path besides the reference one that runs the contract, by name."""
+    paths = {}
+    if _library.NATIVE_LOADED:
+        paths["native"] = lambda op, args: getattr(torch.ops.shufflekernels, op)(*args)
+        paths["emulated CUDA"] = lambda op, args: getattr(torch.ops.shufflekernels_cuda_emulated, op)(*args)
+
+        def fake(op, args):
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            mode = FakeTensorMode()
+
+            def convert(a):
+                if isinstance(a, torch.Tensor):
+                    return mode.from_tensor(a)
+                return [convert(t) for t in a] if isinstance(a, list) else a
+
+            with mode:
+                return getattr(torch.ops.shufflekernels, op)(*[convert(a) for a in args])
+
+        paths["fake"] = fake
+    return paths
 
 
 @requires_native_cpu
-@pytest.mark.parametrize("case", [c for c in BAD_INPUTS if BAD_INPUTS[c][1] is not None], ids=str)
-def test_bad_input_native(case):
-    _, call, exc, op, arg = BAD_INPUTS[case]
-    # TORCH_CHECK_VALUE / TORCH_CHECK_TYPE surface as ValueError / TypeError; the C++ message says
-    # "tensors[i]" where Python says which i.
-    with pytest.raises(exc) as info:
-        call()
-    _assert_message(info, op, re.sub(r"\[\d+\]", "[i]", arg) if op == "shuffle_cat" and arg != "tensors[0]" else arg)
+@pytest.mark.parametrize("path", ["native", "emulated CUDA", "fake"])
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=str)
+def test_bad_input_same_on_every_path(case, path):
+    op, make, _, _, unreachable = BAD_INPUTS[case]
+    if "native" in unreachable:
+        pytest.skip(unreachable["native"])
+    assert raised(lambda: _paths()[path](op, make())) == contract_error(case)
+
+
+def test_backend_errors():
+    with pytest.raises(ValueError, match=r"shufflekernels\.channel_shuffle: argument 'backend' expected one of .*, got 'cudnn'"):
+        ops.channel_shuffle(x4, 2, backend="cudnn")
+    with pytest.raises(RuntimeError, match=r"shufflekernels\.stem: argument 'backend' expected .*got 'triton'"):
+        ops.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(24), backend="triton")
 
 
 @pytest.mark.parametrize("device", native_devices())
@@ -115,7 +186,7 @@ def test_triton_on_cpu_without_interpreter_is_refused(monkeypatch):
 
 def test_auto_falls_back_to_reference_with_one_warning(monkeypatch):
     monkeypatch.setitem(_library.NATIVE_KERNELS, "cpu", frozenset())
-    monkeypatch.setattr(ops, "_warned", set())
+    monkeypatch.setattr(_library, "_warned", set())
     with pytest.warns(RuntimeWarning, match="uses the reference implementation"):
         out = ops.channel_shuffle(x4, 2)
     assert torch.equal(out, ref.channel_shuffle(x4, 2))
@@ -187,43 +258,36 @@ def _unit_args(c_in=8, cb=4, hw=6):
     return split, down
 
 
-def _opcheck_cases():
-    split, down = _unit_args()
-    nhwc = torch.randn(2, 8, 5, 5).contiguous(memory_format=torch.channels_last)
-    nhwc_wide = torch.randn(2, 16, 6, 6).contiguous(memory_format=torch.channels_last)
-    return {
-        "channel_shuffle": ("channel_shuffle", (torch.randn(2, 8, 5, 5), 4)),
-        "channel_shuffle grad": ("channel_shuffle", (torch.randn(2, 8, 5, 5, requires_grad=True), 2)),
-        "channel_shuffle nhwc": ("channel_shuffle", (nhwc, 2)),
-        "shuffle_cat": ("shuffle_cat", ([torch.randn(2, 3, 4, 4) for _ in range(3)],)),
-        "shuffle_cat grad": ("shuffle_cat", ([torch.randn(2, 3, 4, 4, requires_grad=True) for _ in range(2)],)),
-        "dwconv3x3": ("dwconv3x3", (torch.randn(2, 8, 7, 7), w8, b8, 2, True)),
-        "dwconv3x3 no bias nhwc": ("dwconv3x3", (nhwc, w8, None, 1, False)),
-        "pointwise": ("pointwise", (torch.randn(2, 8, 5, 5), torch.randn(6, 8, 1, 1), torch.randn(6))),
-        "pointwise nhwc": ("pointwise", (nhwc, torch.randn(40, 8, 1, 1), torch.randn(40))),
-        "pointwise no relu": ("pointwise", (torch.randn(3, 8, 1, 1), torch.randn(5, 8, 1, 1), torch.randn(5), False)),
-        "stem": ("stem", (torch.randn(2, 3, 9, 8), torch.randn(24, 3, 3, 3), torch.randn(24))),
-        "stem nhwc": ("stem", (torch.randn(1, 3, 7, 7).contiguous(memory_format=torch.channels_last), torch.randn(5, 3, 3, 3), torch.randn(5))),
-        "split_unit": ("split_unit", split),
-        "down_unit": ("down_unit", down),
-        # Views dense in neither format whose strides are channels_last-like (a channel slice of a
-        # channels_last activation, as a unit's halves are): the fakes must give the output the same
-        # strides as the kernels, or torch.compile traces the wrong ones.
-        "channel_shuffle nhwc slice": ("channel_shuffle", (nhwc_wide[:, :8], 2)),
-        "shuffle_cat nhwc slices": ("shuffle_cat", ([nhwc_wide[:, :8], nhwc_wide[:, 8:]],)),
-        "dwconv3x3 nhwc column slice": ("dwconv3x3", (nhwc_wide[:, :8, :, ::2], w8, b8, 1, True)),
-        "pointwise nhwc slice": ("pointwise", (nhwc_wide[:, 8:], torch.randn(6, 8, 1, 1), torch.randn(6))),
-        "stem nhwc slice": ("stem", (nhwc_wide[:, :3], torch.randn(5, 3, 3, 3), torch.randn(5))),
-        "split_unit nhwc slice": ("split_unit", (nhwc_wide[:, :8], *split[1:])),
-        "down_unit nhwc slice": ("down_unit", (nhwc_wide[:, 8:], *down[1:])),
-    }
+# Each op's opcheck inputs: the smallest non-empty case of tests/op_cases.py in both dense layouts,
+# gradients on for the differentiable ops, and a view dense in neither format whose strides are
+# channels_last-like (a channel slice of a channels_last activation, as a unit's halves are): the fakes
+# must give the output the same strides as the kernels, or torch.compile traces the wrong ones.
+LAYOUT_VIEWS = ["nchw", "nhwc", "channel slice of nhwc"]
+
+
+def _opcheck_args(op: str, view: str) -> tuple:
+    case = min((c for c, _ in CASES[op] if c[0] > 0), key=lambda c: c[0] * c[1] * c[2] * c[3])
+    args = make_inputs(op, case, dtype=torch.float32, device="cpu", layout="nhwc" if view != "nchw" else "nchw")
+    if view == "channel slice of nhwc":
+
+        def slice_of_wider(t):
+            wide = torch.randn(t.shape[0], 2 * t.shape[1], *t.shape[2:]).contiguous(memory_format=torch.channels_last)
+            wide[:, 1::2] = t  # interleaved, so the slice below is not dense
+            return wide[:, 1::2]
+
+        first = args[0]
+        args = ([slice_of_wider(t) for t in first] if isinstance(first, list) else slice_of_wider(first), *args[1:])
+    if registry.OPS[op].differentiable:
+        grad = lambda t: t.detach().requires_grad_()  # noqa: E731
+        args = tuple([grad(t) for t in a] if isinstance(a, list) else grad(a) if isinstance(a, torch.Tensor) else a for a in args)  # fmt: skip
+    return args
 
 
 @requires_native_cpu
-@pytest.mark.parametrize("case", list(_opcheck_cases()), ids=str)
-def test_opcheck(case):
-    name, args = _opcheck_cases()[case]
-    torch.library.opcheck(getattr(torch.ops.shufflekernels, name).default, args)
+@pytest.mark.parametrize("view", LAYOUT_VIEWS)
+@pytest.mark.parametrize("op", list(registry.OPS))
+def test_opcheck(op, view):
+    torch.library.opcheck(getattr(torch.ops.shufflekernels, op).default, _opcheck_args(op, view))
 
 
 @requires_native_cpu

@@ -1,4 +1,6 @@
-"""Parity of every native op against shufflekernels.reference, on CPU (and CUDA where usable)."""
+"""Parity of every native op against shufflekernels.reference, on CPU, on CUDA where usable, and
+through the CUDA kernels' code emulated on host threads: every op of the registry x device x layout x
+dtype x the shapes of tests/op_cases.py."""
 
 from __future__ import annotations
 
@@ -7,10 +9,10 @@ import torch
 
 import shufflekernels as sk
 from shufflekernels import reference as ref
+from shufflekernels import registry
 
 from conftest import (
     LAYOUTS,
-    assert_close,
     assert_same_format,
     kernel_devices,
     make_layout,
@@ -19,63 +21,43 @@ from conftest import (
     run_native,
     tensor_device,
 )
+from op_cases import CASES, make_inputs, params
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
-# (N, C, H, W, groups) for channel_shuffle.
-SHUFFLE_SHAPES = [
-    (1, 116, 28, 28, 2),  # x1.0 stage2 at 224x224
-    (2, 232, 14, 14, 2),  # x1.0 stage3, batch 2
-    (1, 58, 7, 7, 2),  # 29 channels per group: not a multiple of any SIMD width
-    (3, 12, 5, 9, 3),  # three groups, odd H and W
-    (2, 24, 4, 4, 4),  # more than two groups
-    (1, 8, 1, 1, 2),  # 1x1 spatial: NCHW and channels_last are the same bytes
-    (1, 6, 3, 3, 1),  # groups=1 is the identity
-    (1, 6, 3, 3, 6),  # groups=C: one channel per group (a transpose)
-    (1, 40, 3, 5, 20),  # more groups than one interleave launch reads on CUDA (16)
-    (0, 8, 4, 4, 2),  # empty batch
-]
+# dtype -> (atol, rtol) per kind of op, against the reference computed in float32 from the same
+# rounded inputs. Permutations move bits and are compared exactly. The GEMM ops round their
+# intermediates to the input dtype where the reference keeps float32.
+TOLERANCES = {
+    "depthwise": {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16: (1.6e-2, 1.6e-2)},
+    "gemm": {torch.float32: (1e-4, 1e-4), torch.float16: (1e-2, 1e-2), torch.bfloat16: (6e-2, 6e-2)},
+}
+UNIT_TOLERANCES = TOLERANCES["gemm"]
+
+
+def assert_matches_reference(op: str, out: torch.Tensor, args: tuple, tolerances: dict = TOLERANCES) -> None:
+    spec = registry.OPS[op]
+    expected = spec.reference(*args)
+    first = args[0][0] if isinstance(args[0], list) else args[0]
+    assert out.shape == expected.shape == spec.out_shape(*args) and out.dtype == first.dtype
+    if spec.kind == "permutation":
+        assert torch.equal(out, expected)
+    else:
+        atol, rtol = tolerances[spec.kind][out.dtype]
+        torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
+    assert_same_format(out, first)
 
 
 @pytest.mark.parametrize("device", kernel_devices())
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", SHUFFLE_SHAPES, ids=str)
+@pytest.mark.parametrize("op,case", params(CASES, registry.ops_with("native")))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_channel_shuffle(device, layout, shape, dtype):
-    dev = tensor_device(device)
-    n, c, h, w, g = shape
-    x = make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout)
-    out = run_native(device, "channel_shuffle", x, g)
-    assert out.shape == x.shape and out.dtype == dtype
-    assert torch.equal(out, ref.channel_shuffle(x.contiguous(), g))
-    assert_same_format(out, x)
-
-
-# (N, C per tensor, H, W, number of tensors) for shuffle_cat.
-SHUFFLE_CAT_SHAPES = [
-    (1, 58, 28, 28, 2),  # x1.0 stage2 split unit: identity half + branch
-    (4, 116, 14, 14, 2),  # x1.0 stage3, batch 4
-    (1, 29, 7, 7, 2),  # odd channel count per tensor
-    (2, 5, 3, 7, 3),  # three tensors, odd sizes
-    (1, 4, 1, 1, 2),  # 1x1 spatial
-    (1, 3, 2, 2, 1),  # a single tensor is a copy
-    (1, 2, 3, 3, 17),  # more tensors than one CUDA interleave launch reads
-    (0, 4, 3, 3, 2),  # empty batch
-]
-
-
-@pytest.mark.parametrize("device", kernel_devices())
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", SHUFFLE_CAT_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_shuffle_cat(device, layout, shape, dtype):
-    dev = tensor_device(device)
-    n, c, h, w, g = shape
-    xs = [make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout) for _ in range(g)]
-    out = run_native(device, "shuffle_cat", xs)
-    assert out.shape == (n, c * g, h, w)
-    assert torch.equal(out, ref.shuffle_cat([x.contiguous() for x in xs]))
-    assert_same_format(out, xs[0])
+def test_parity(device, layout, op, case, dtype):
+    args = make_inputs(op, case, dtype=dtype, device=tensor_device(device), layout=layout)
+    out = run_native(device, op, *args)
+    assert_matches_reference(op, out, args)
+    if op == "split_unit":  # the identity half passes through untouched: even output channels are x1
+        assert torch.equal(out[:, 0::2], args[0][:, : args[0].shape[1] // 2])
 
 
 @pytest.mark.parametrize("device", kernel_devices())
@@ -91,111 +73,20 @@ def test_shuffle_cat_mixed_layouts(device):
 
 
 def test_shuffle_cat_is_cat_then_shuffle():
-    # The contract of DESIGN.md, stated once against plain torch.
+    # The contract of docs/design.md, stated once against plain torch.
     xs = [torch.randn(2, 5, 3, 3) for _ in range(3)]
     expected = torch.cat(xs, 1).view(2, 3, 5, 3, 3).transpose(1, 2).reshape(2, 15, 3, 3)
     assert torch.equal(sk.ops.shuffle_cat(xs), expected)
 
 
-# (N, C, H, W, stride) for dwconv3x3.
-DW_SHAPES = [
-    (1, 116, 28, 28, 1),  # x1.0 stage2 split unit
-    (1, 232, 14, 14, 1),  # x1.0 stage3
-    (2, 58, 56, 56, 2),  # x1.0 stage2 down unit branch 2
-    (1, 464, 7, 7, 1),  # x1.0 stage4: few pixels, many channels
-    (3, 13, 9, 11, 1),  # odd everything
-    (2, 7, 7, 9, 2),  # stride 2 on odd H and W: last window overhangs the border
-    (1, 5, 1, 1, 1),  # 1x1 spatial: only the centre tap is inside
-    (1, 5, 1, 1, 2),  # 1x1 spatial at stride 2
-    (1, 3, 2, 3, 2),  # smaller than the window
-    (1, 4, 1, 600, 1),  # a row longer than the CPU kernel's column chunk (256)
-    (0, 8, 5, 5, 2),  # empty batch
-]
-
-
 @pytest.mark.parametrize("device", kernel_devices())
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", DW_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("relu", [False, True])
-@pytest.mark.parametrize("with_bias", [True, False])
-def test_dwconv3x3(device, layout, shape, dtype, relu, with_bias):
-    dev = tensor_device(device)
-    n, c, h, w, stride = shape
-    x = make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout)
-    weight = torch.randn(c, 1, 3, 3, device=dev).to(dtype)
-    bias = torch.randn(c, device=dev).to(dtype) if with_bias else None
-    out = run_native(device, "dwconv3x3", x, weight, bias, stride=stride, relu=relu)
-    expected = ref.dwconv3x3(x, weight, bias, stride=stride, relu=relu)
-    assert out.shape == expected.shape == (n, c, (h - 1) // stride + 1, (w - 1) // stride + 1)
-    assert out.dtype == dtype
-    assert_close(out, expected)
-    assert_same_format(out, x)
-
-
-# (N, C_in, H, W, C_out) for pointwise.
-POINTWISE_SHAPES = [
-    (1, 464, 7, 7, 1024),  # x1.0 conv5 at batch 1: few pixels, so the CPU splits output channels
-    (2, 58, 28, 28, 58),  # a unit's first 1x1 at x1.0 stage2
-    (1, 24, 56, 56, 58),  # the down unit's branch-2 1x1 at stage2 entry
-    (3, 5, 3, 7, 33),  # one output channel past a 32-wide panel, odd sizes
-    (1, 7, 1, 1, 3),  # one pixel; fewer output channels than one vector
-    (4, 1024, 1, 1, 1000),  # the classifier on pooled features: [N, C, 1, 1] is dense in both layouts
-    (0, 8, 4, 4, 6),  # empty batch
-]
-
-
-@pytest.mark.parametrize("device", kernel_devices())
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("k_major", [False, True])
-@pytest.mark.parametrize("relu", [True, False])
-def test_pointwise(device, layout, shape, dtype, k_major, relu):
-    dev = tensor_device(device)
-    n, c_in, h, w, c_out = shape
-    x = make_layout(torch.randn(n, c_in, h, w, device=dev).to(dtype), layout)
-    weight = (torch.randn(c_out, c_in, 1, 1, device=dev) / c_in**0.5).to(dtype)
-    if k_major:  # stored transposed, as FusedShuffleNetV2 keeps its 1x1 weights
-        weight = weight.reshape(c_out, c_in).t().contiguous().t().reshape(c_out, c_in, 1, 1)
-    bias = (0.5 * torch.randn(c_out, device=dev)).to(dtype)
-    out = run_native(device, "pointwise", x, weight, bias, relu=relu)
-    expected = ref.pointwise(x, weight, bias, relu)
-    assert out.shape == (n, c_out, h, w) and out.dtype == dtype
-    atol, rtol = UNIT_TOLERANCES[dtype]
-    torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
-    assert_same_format(out, x)
-
-
-# (N, C_in, H, W, C_out) for the stem.
-STEM_SHAPES = [
-    (1, 3, 224, 224, 24),  # the network's stem at 224x224
-    (2, 3, 33, 47, 24),  # odd sizes: the last conv and pool windows overhang the border
-    (1, 3, 1, 1, 24),  # one pixel: one conv output, one pooled output
-    (1, 4, 9, 6, 40),  # other channel counts: 40 outputs span a partial second vector
-    (1, 2, 5, 5, 7),  # fewer outputs than one vector
-    (1, 3, 9, 9, 16),  # exactly one AVX-512 vector of outputs
-    (0, 3, 8, 8, 24),  # empty batch
-]
-
-
-@pytest.mark.parametrize("device", kernel_devices())
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", STEM_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_stem(device, layout, shape, dtype):
-    dev = tensor_device(device)
-    n, c_in, h, w, c_out = shape
-    x = make_layout(torch.randn(n, c_in, h, w, device=dev).to(dtype), layout)
-    weight = (torch.randn(c_out, c_in, 3, 3, device=dev) / (3 * c_in**0.5)).to(dtype)
-    bias = (0.5 * torch.randn(c_out, device=dev)).to(dtype)
-    out = run_native(device, "stem", x, weight, bias)
-    expected = ref.stem(x, weight, bias)
-    hc, wc = (h - 1) // 2 + 1, (w - 1) // 2 + 1
-    assert out.shape == expected.shape == (n, c_out, (hc - 1) // 2 + 1, (wc - 1) // 2 + 1) and out.dtype == dtype
-    atol, rtol = UNIT_TOLERANCES[dtype]
-    torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
-    assert_same_format(out, x)
+@pytest.mark.parametrize("case", [(1, 464, 7, 7, 1024, True), (3, 5, 3, 7, 33, False)], ids=str)
+def test_pointwise_k_major_weight(device, case):
+    # Stored transposed (input-channel major), as FusedShuffleNetV2 keeps its 1x1 weights: read in place.
+    x, weight, bias, relu = make_inputs("pointwise", case, dtype=torch.float32, device=tensor_device(device), layout="nhwc")
+    c_out, c_in = weight.shape[:2]
+    weight = weight.reshape(c_out, c_in).t().contiguous().t().reshape(c_out, c_in, 1, 1)
+    assert_matches_reference("pointwise", run_native(device, "pointwise", x, weight, bias, relu), (x, weight, bias, relu))
 
 
 def _unit_params(c_in: int, cb: int, dtype, device, split: bool):
@@ -210,67 +101,6 @@ def _unit_params(c_in: int, cb: int, dtype, device, split: bool):
     if split:
         return (*pw(cb, cb), *dw(cb), *pw(cb, cb))
     return (*dw(c_in), *pw(cb, c_in), *pw(cb, c_in), *dw(cb), *pw(cb, cb))
-
-
-UNIT_TOLERANCES = {torch.float32: (1e-4, 1e-4), torch.float16: (1e-2, 1e-2), torch.bfloat16: (6e-2, 6e-2)}
-
-# (N, C, H, W) for the split unit (C = 2 * branch channels).
-SPLIT_SHAPES = [
-    (1, 116, 28, 28),  # x1.0 stage2
-    (2, 232, 14, 14),  # x1.0 stage3
-    (1, 48, 28, 28),  # x0.5 stage2
-    (3, 10, 5, 7),  # odd branch width (5) and odd sizes
-    (2, 32, 6, 6),  # 16 branch channels: the GEMM's panel is one AVX-512 vector
-    (1, 4, 1, 1),  # 1x1 spatial
-    (0, 8, 3, 3),  # empty batch
-]
-
-
-@pytest.mark.parametrize("device", kernel_devices())
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_split_unit(device, layout, shape, dtype):
-    dev = tensor_device(device)
-    n, c, h, w = shape
-    x = make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout)
-    params = _unit_params(c, c // 2, dtype, dev, split=True)
-    out = run_native(device, "split_unit", x, *params)
-    expected = ref.split_unit(x, *params)
-    assert out.shape == x.shape and out.dtype == dtype
-    atol, rtol = UNIT_TOLERANCES[dtype]
-    torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
-    # The identity half passes through untouched: even output channels are x1 exactly.
-    assert torch.equal(out[:, 0::2], x[:, : c // 2])
-    assert_same_format(out, x)
-
-
-# (N, C_in, H, W, branch channels) for the down unit.
-DOWN_SHAPES = [
-    (1, 24, 56, 56, 58),  # x1.0 stage2 entry
-    (2, 116, 28, 28, 116),  # x1.0 stage3 entry
-    (1, 232, 14, 14, 232),  # x1.0 stage4 entry
-    (2, 6, 7, 9, 5),  # odd sizes at stride 2, odd branch width
-    (1, 3, 1, 1, 2),  # 1x1 spatial
-    (0, 4, 5, 5, 3),  # empty batch
-]
-
-
-@pytest.mark.parametrize("device", kernel_devices())
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", DOWN_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_down_unit(device, layout, shape, dtype):
-    dev = tensor_device(device)
-    n, c, h, w, cb = shape
-    x = make_layout(torch.randn(n, c, h, w, device=dev).to(dtype), layout)
-    params = _unit_params(c, cb, dtype, dev, split=False)
-    out = run_native(device, "down_unit", x, *params)
-    expected = ref.down_unit(x, *params)
-    assert out.shape == (n, 2 * cb, (h - 1) // 2 + 1, (w - 1) // 2 + 1) and out.dtype == dtype
-    atol, rtol = UNIT_TOLERANCES[dtype]
-    torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
-    assert_same_format(out, x)
 
 
 @pytest.mark.parametrize("device", native_devices())

@@ -19,11 +19,14 @@ import pytest
 import torch
 
 import shufflekernels as sk
-import shufflekernels.triton as sk_triton
 from shufflekernels import _library
 from shufflekernels import reference as ref
 
-from conftest import LAYOUTS, assert_same_format, make_layout
+from conftest import LAYOUTS, make_layout
+from op_cases import INTERPRETER_CASES, make_inputs, params
+from shufflekernels import registry
+from test_contract import BAD_INPUTS, contract_error, raised
+from test_ops import assert_matches_reference
 
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
@@ -45,27 +48,16 @@ BF16_DOT_UNDER_INTERPRETER = "Triton's interpreter computes bfloat16 tl.dot on t
 # pw1 output and the depthwise output to the input dtype before each tl.dot (a fused GPU kernel's
 # choice, where the reference keeps float32 throughout); and the interpreter truncates float32 ->
 # bfloat16 where a GPU rounds to nearest, one more bfloat16 ulp.
-DW_TOLERANCES = {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16: (1.6e-2, 1.6e-2)}
-UNIT_TOLERANCES = {torch.float32: (2e-5, 2e-5), torch.float16: (1e-2, 1e-2), torch.bfloat16: (6e-2, 6e-2)}
+TOLERANCES = {
+    "depthwise": {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16: (1.6e-2, 1.6e-2)},
+    "gemm": {torch.float32: (2e-5, 2e-5), torch.float16: (1e-2, 1e-2), torch.bfloat16: (6e-2, 6e-2)},
+}
+UNIT_TOLERANCES = TOLERANCES["gemm"]
 
 
 @pytest.fixture(autouse=True, scope="module")
-def triton_backend():
-    """The interpreter on (without a GPU) for this module only, with the cached Triton status dropped
-    before and after, so that other modules see this machine's real status."""
-    env = pytest.MonkeyPatch()
-    if not ON_GPU:
-        env.setenv("TRITON_INTERPRET", "1")
-    _library.triton_status.cache_clear()
+def _triton_for_this_module(triton_backend):
     yield
-    env.undo()
-    _library.triton_status.cache_clear()
-
-
-def _data(*shape, dtype=torch.float32, scale=1.0):
-    """Values in ``dtype``, and the same values in float32 for the reference."""
-    low = (scale * torch.randn(*shape, device=DEVICE)).to(dtype)
-    return low, low.float()
 
 
 def _skip_bf16_dot(dtype):
@@ -73,61 +65,34 @@ def _skip_bf16_dot(dtype):
         pytest.skip(BF16_DOT_UNDER_INTERPRETER)
 
 
-def _close(out, expected, table):
-    atol, rtol = table[out.dtype]
-    torch.testing.assert_close(out.float(), expected, atol=atol, rtol=rtol)
-
-
 # --------------------------------------------------------------------------------------------------
-# The permutations: exact.
+# Parity: every op with a Triton kernel x layout x dtype x the interpreter-sized cases of
+# tests/op_cases.py.
 # --------------------------------------------------------------------------------------------------
-
-# (N, C, H, W, groups); the interpreter's channel block is 16.
-SHUFFLE_SHAPES = [
-    (2, 8, 5, 7, 2),  # odd H and W, two images in one pixel tile
-    (1, 40, 3, 3, 2),  # 40 channels: the last channel block is partial
-    (3, 12, 5, 9, 3),  # three groups
-    (1, 8, 1, 1, 4),  # 1x1 spatial: NCHW and channels_last are the same bytes
-    (1, 6, 3, 3, 1),  # groups=1 is the identity
-    (1, 6, 2, 3, 6),  # groups=C: one channel per group
-    (0, 8, 4, 4, 2),  # empty batch
-]
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", SHUFFLE_SHAPES, ids=str)
+@pytest.mark.parametrize("op,case", params(INTERPRETER_CASES, registry.ops_with("triton")))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_channel_shuffle(layout, shape, dtype):
-    n, c, h, w, g = shape
-    x = make_layout(torch.randn(n, c, h, w, device=DEVICE).to(dtype), layout)
-    out = sk.ops.channel_shuffle(x, g, backend="triton")
-    assert out.shape == x.shape and out.dtype == dtype
-    assert torch.equal(out, ref.channel_shuffle(x.contiguous(), g))
-    assert_same_format(out, x)
+def test_parity(layout, op, case, dtype):
+    if registry.OPS[op].kind == "gemm":
+        _skip_bf16_dot(dtype)
+    args = make_inputs(op, case, dtype=dtype, device=DEVICE, layout=layout)
+    out = sk.ops.call(op, *args, backend="triton")
+    assert_matches_reference(op, out, args, TOLERANCES)
+    if op == "split_unit":  # the identity half is copied bit for bit into the even channels
+        assert torch.equal(out[:, 0::2], args[0][:, : args[0].shape[1] // 2])
 
 
-# (N, C per tensor, H, W, number of tensors); one launch reads at most 4 tensors.
-SHUFFLE_CAT_SHAPES = [
-    (2, 5, 3, 7, 2),  # the units' case, odd sizes and channel count
-    (1, 20, 3, 3, 2),  # 40 output channels: a partial channel block
-    (2, 3, 2, 3, 3),  # three tensors
-    (1, 2, 3, 3, 6),  # six tensors: two launches, the second writing groups 4 and 5
-    (1, 4, 1, 1, 2),  # 1x1 spatial
-    (1, 3, 2, 2, 1),  # a single tensor is a copy
-    (0, 4, 3, 3, 2),  # empty batch
-]
+@pytest.mark.parametrize("case", list(BAD_INPUTS), ids=str)
+def test_bad_input_same_as_every_path(case):
+    # The Triton ops run the contract themselves, so a direct torch.ops call is refused as the wrapper's is.
+    from shufflekernels.triton import library  # noqa: F401  (registers the ops)
 
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", SHUFFLE_CAT_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_shuffle_cat(layout, shape, dtype):
-    n, c, h, w, g = shape
-    xs = [make_layout(torch.randn(n, c, h, w, device=DEVICE).to(dtype), layout) for _ in range(g)]
-    out = sk.ops.shuffle_cat(xs, backend="triton")
-    assert out.shape == (n, c * g, h, w) and out.dtype == dtype
-    assert torch.equal(out, ref.shuffle_cat([x.contiguous() for x in xs]))
-    assert_same_format(out, xs[0])
+    op, make, _, _, unreachable = BAD_INPUTS[case]
+    if "native" in unreachable or op not in registry.ops_with("triton"):
+        pytest.skip(unreachable.get("native", "no Triton kernel for this op"))
+    assert raised(lambda: getattr(torch.ops.shufflekernels_triton, op)(*make())) == contract_error(case)
 
 
 def test_shuffle_cat_mixed_layouts():
@@ -162,148 +127,12 @@ def test_permutation_gradients():
     assert all(torch.equal(g, w) for g, w in zip(got, want))
 
 
-# --------------------------------------------------------------------------------------------------
-# Depthwise 3x3.
-# --------------------------------------------------------------------------------------------------
-
-# (N, C, H, W, stride)
-DW_SHAPES = [
-    (2, 8, 7, 5, 1),  # odd H and W; a pixel tile spans both images
-    (2, 7, 7, 9, 2),  # stride 2 on odd sizes: the last window overhangs the border
-    (1, 40, 4, 6, 1),  # 40 channels: a partial channel block
-    (1, 5, 1, 1, 1),  # 1x1 spatial: only the centre tap is inside
-    (1, 3, 2, 3, 2),  # smaller than the window, at stride 2
-    (0, 8, 5, 5, 2),  # empty batch
-]
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", DW_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("epilogue", ["bias+relu", "plain"])
-def test_dwconv3x3(layout, shape, dtype, epilogue):
-    n, c, h, w, stride = shape
-    x, x32 = _data(n, c, h, w, dtype=dtype)
-    x = make_layout(x, layout)
-    weight, weight32 = _data(c, 1, 3, 3, dtype=dtype, scale=1 / 3)
-    bias, bias32 = _data(c, dtype=dtype) if epilogue == "bias+relu" else (None, None)
-    relu = epilogue == "bias+relu"
-    out = sk.ops.dwconv3x3(x, weight, bias, stride=stride, relu=relu, backend="triton")
-    expected = ref.dwconv3x3(x32, weight32, bias32, stride=stride, relu=relu)
-    assert out.shape == expected.shape == (n, c, (h - 1) // stride + 1, (w - 1) // stride + 1)
-    assert out.dtype == dtype
-    _close(out, expected, DW_TOLERANCES)
-    assert_same_format(out, x)
-
-
-# --------------------------------------------------------------------------------------------------
-# The units. Under the interpreter: BLOCK_P 32, BLOCK_K 16, BLOCK_N at most 32.
-# --------------------------------------------------------------------------------------------------
-
-
-def _unit_params(c_in: int, cb: int, dtype, split: bool):
-    """Folded parameters as (dtype values, the same in float32); biases of both signs, so ReLUs clip."""
-
-    def pw(co, ci):
-        return [_data(co, ci, 1, 1, dtype=dtype, scale=ci**-0.5), _data(co, dtype=dtype, scale=0.5)]
-
-    def dw(ch):
-        return [_data(ch, 1, 3, 3, dtype=dtype, scale=1 / 3), _data(ch, dtype=dtype, scale=0.5)]
-
-    pairs = pw(cb, cb) + dw(cb) + pw(cb, cb) if split else dw(c_in) + pw(cb, c_in) + pw(cb, c_in) + dw(cb) + pw(cb, cb)
-    return [p for p, _ in pairs], [p32 for _, p32 in pairs]
-
-
-# (N, C, H, W), C = 2 * branch channels.
-SPLIT_SHAPES = [
-    (2, 16, 5, 7),  # branch of 8 < the 16 rows tl.dot needs: padded blocks; odd sizes across 2 images
-    (1, 48, 4, 4),  # x0.5 stage2 branch (24): one full and one partial K block
-    (1, 80, 3, 5),  # branch of 40: two output-channel blocks, three K blocks
-    (1, 4, 1, 1),  # 1x1 spatial: every depthwise tap but the centre is padding
-    (0, 8, 3, 3),  # empty batch
-]
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_split_unit(layout, shape, dtype):
-    _skip_bf16_dot(dtype)
-    n, c, h, w = shape
-    x, x32 = _data(n, c, h, w, dtype=dtype)
-    x = make_layout(x, layout)
-    params, params32 = _unit_params(c, c // 2, dtype, split=True)
-    out = sk.ops.split_unit(x, *params, backend="triton")
-    expected = ref.split_unit(x32, *params32)
-    assert out.shape == x.shape and out.dtype == dtype
-    _close(out, expected, UNIT_TOLERANCES)
-    # The identity half is copied bit for bit into the even channels.
-    assert torch.equal(out[:, 0::2], x[:, : c // 2])
-    assert_same_format(out, x)
-
-
-# (N, C_in, H, W, C_out)
-POINTWISE_SHAPES = [
-    (2, 8, 5, 7, 40),  # two output-channel blocks, odd sizes across 2 images
-    (1, 20, 3, 3, 5),  # K not a multiple of BLOCK_K; fewer outputs than one block
-    (0, 4, 3, 3, 6),  # empty batch
-]
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", POINTWISE_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("relu", [True, False])
-def test_pointwise(layout, shape, dtype, relu):
-    _skip_bf16_dot(dtype)
-    n, c_in, h, w, c_out = shape
-    x, x32 = _data(n, c_in, h, w, dtype=dtype)
-    x = make_layout(x, layout)
-    (weight, bias), (weight32, bias32) = _pointwise_params(c_out, c_in, dtype)
-    out = sk.ops.pointwise(x, weight, bias, relu=relu, backend="triton")
-    assert out.shape == (n, c_out, h, w) and out.dtype == dtype
-    _close(out, ref.pointwise(x32, weight32, bias32, relu), UNIT_TOLERANCES)
-    assert_same_format(out, x)
-
-
-def _pointwise_params(c_out: int, c_in: int, dtype):
-    pairs = [_data(c_out, c_in, 1, 1, dtype=dtype, scale=c_in**-0.5), _data(c_out, dtype=dtype, scale=0.5)]
-    return [p for p, _ in pairs], [p32 for _, p32 in pairs]
-
-
-# (N, C_in, H, W, branch channels)
-DOWN_SHAPES = [
-    (2, 8, 7, 5, 8),  # odd sizes at stride 2, two images per pixel tile
-    (1, 24, 6, 6, 24),  # x0.5 stage2 entry (24 -> 2 x 24)
-    (1, 20, 5, 4, 40),  # branch of 40 from 20 inputs: K and N blocks differ per branch
-    (1, 3, 1, 1, 2),  # 1x1 spatial; 3 input channels
-    (0, 4, 5, 5, 3),  # empty batch
-]
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", DOWN_SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_down_unit(layout, shape, dtype):
-    _skip_bf16_dot(dtype)
-    n, c, h, w, cb = shape
-    x, x32 = _data(n, c, h, w, dtype=dtype)
-    x = make_layout(x, layout)
-    params, params32 = _unit_params(c, cb, dtype, split=False)
-    out = sk.ops.down_unit(x, *params, backend="triton")
-    expected = ref.down_unit(x32, *params32)
-    assert out.shape == (n, 2 * cb, (h - 1) // 2 + 1, (w - 1) // 2 + 1) and out.dtype == dtype
-    _close(out, expected, UNIT_TOLERANCES)
-    assert_same_format(out, x)
-
-
 def test_units_read_non_contiguous_weights():
     # Weights that are views (as after slicing a larger checkpoint) are read by value, not by layout.
-    x, x32 = _data(1, 16, 4, 4)
-    params, params32 = _unit_params(16, 8, torch.float32, split=True)
-    views = [torch.stack([p, torch.zeros_like(p)], -1)[..., 0] for p in params]
+    args = make_inputs("split_unit", (1, 16, 4, 4), dtype=torch.float32, device=DEVICE, layout="nchw")
+    views = [torch.stack([p, torch.zeros_like(p)], -1)[..., 0] for p in args[1:]]
     assert not any(v.is_contiguous() for v in views)
-    _close(sk.ops.split_unit(x, *views, backend="triton"), ref.split_unit(x32, *params32), UNIT_TOLERANCES)
+    assert_matches_reference("split_unit", sk.ops.split_unit(args[0], *views, backend="triton"), args, TOLERANCES)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,36 +140,20 @@ def test_units_read_non_contiguous_weights():
 # --------------------------------------------------------------------------------------------------
 
 
-def _opcheck_cases():
-    x = torch.randn(2, 8, 3, 5, device=DEVICE)
-    xg = x.clone().requires_grad_()
-    parts = [torch.randn(2, 4, 3, 5, device=DEVICE, requires_grad=True) for _ in range(2)]
-    split, _ = _unit_params(8, 4, torch.float32, split=True)
-    down, _ = _unit_params(8, 4, torch.float32, split=False)
-    w, _ = _data(8, 1, 3, 3)
-    b, _ = _data(8)
-    return {
-        "channel_shuffle": (xg, 2),
-        "shuffle_cat": (parts,),
-        "dwconv3x3": (x.contiguous(memory_format=torch.channels_last), w, b, 2, True),
-        "dwconv3x3-nobias": (x, w, None, 1, False),
-        "pointwise": (x, *_pointwise_params(6, 8, torch.float32)[0]),
-        "split_unit": (x, *split),
-        "down_unit": (x.contiguous(memory_format=torch.channels_last), *down),
-    }
-
-
-@pytest.mark.parametrize("case", ["channel_shuffle", "shuffle_cat", "dwconv3x3", "dwconv3x3-nobias", "pointwise", "split_unit", "down_unit"])
-def test_opcheck(case):
+@pytest.mark.parametrize("op", registry.ops_with("triton"))
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_opcheck(op, layout):
     from shufflekernels.triton import library  # noqa: F401  (registers the ops)
 
-    op = getattr(torch.ops.shufflekernels_triton, case.split("-")[0]).default
-    torch.library.opcheck(op, _opcheck_cases()[case])
+    # The first interpreter case of each op: small, with the odd sizes the table starts with.
+    args = make_inputs(op, INTERPRETER_CASES[op][0][0], dtype=torch.float32, device=DEVICE, layout=layout)
+    if registry.OPS[op].differentiable:
+        args = tuple([t.requires_grad_() for t in a] if isinstance(a, list) else a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)  # fmt: skip
+    torch.library.opcheck(getattr(torch.ops.shufflekernels_triton, op).default, args)
 
 
 def test_compile_fullgraph():
-    x = torch.randn(1, 16, 4, 5, device=DEVICE).contiguous(memory_format=torch.channels_last)
-    params, _ = _unit_params(16, 8, torch.float32, split=True)
+    x, *params = make_inputs("split_unit", (1, 16, 4, 5), dtype=torch.float32, device=DEVICE, layout="nhwc")
 
     def block(x, *params):
         y = sk.ops.split_unit(x, *params, backend="triton")
@@ -373,7 +186,7 @@ def test_cpu_tensor_without_interpreter_is_refused(monkeypatch):
         with pytest.raises(RuntimeError, match=refusal):
             sk.ops.channel_shuffle(x, 2, backend="triton")
         with pytest.raises(RuntimeError, match="dwconv3x3: backend 'triton' expected a CUDA tensor"):
-            sk_triton.dwconv3x3(x, torch.randn(4, 1, 3, 3), None, 1, False)
+            torch.ops.shufflekernels_triton.dwconv3x3(x, torch.randn(4, 1, 3, 3), None, 1, False)
         # 'auto' never picks Triton for CPU tensors.
         assert sk.ops.resolve_backend("channel_shuffle", "auto", torch.device("cpu")) != "triton"
     finally:

@@ -28,12 +28,13 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .. import ops as _ops
+from .. import contract
+from .._library import interpreter_enabled
 
 
 def interpreting() -> bool:
-    """TRITON_INTERPRET=1: what triton.jit reads when it decorates a kernel, so read the same way here."""
-    return bool(triton.knobs.runtime.interpret)
+    """Whether the kernels run under Triton's interpreter (TRITON_INTERPRET=1)."""
+    return interpreter_enabled()
 
 
 def check_device(op: str, t: Tensor) -> None:
@@ -64,16 +65,12 @@ def channels_innermost(t: Tensor) -> bool:
 
 def empty_output(like: Tensor, shape) -> Tensor:
     """The output buffer, in the memory format the op contract (and the fake impl) gives it."""
-    return _ops._empty_like_format(like, shape)
+    return contract.empty_output(like, shape)
 
 
 def device_guard(t: Tensor):
     """Triton launches on the current CUDA device; make it the tensor's one."""
     return torch.cuda.device(t.device) if t.device.type == "cuda" else contextlib.nullcontext()
-
-
-def dw_out(size: int, stride: int) -> int:
-    return _ops._dw_out(size, stride)
 
 
 @triton.jit

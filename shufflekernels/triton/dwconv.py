@@ -12,13 +12,13 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..contract import dw_out_size
 from .common import (
     autotune_configs,
     channels_innermost,
     check_device,
     device_guard,
     dw3x3_tile,
-    dw_out,
     empty_output,
     pixel_coords,
     store_tile,
@@ -67,7 +67,7 @@ def _dwconv3x3_kernel(
 def dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> Tensor:
     check_device("dwconv3x3", x)
     n, c, h, w = x.shape
-    h_out, w_out = dw_out(h, stride), dw_out(w, stride)
+    h_out, w_out = dw_out_size(h, stride), dw_out_size(w, stride)
     out = empty_output(x, (n, c, h_out, w_out))
     if out.numel() == 0:
         return out

@@ -1,6 +1,6 @@
 """channel_shuffle and shuffle_cat: pure channel permutations, one read and one write per element.
 
-Index model (DESIGN.md): ``channel_shuffle`` sees ``[N, C, H, W]`` as ``[N, g, C/g, H, W]`` and writes
+Index model (docs/design.md, "Op semantics"): ``channel_shuffle`` sees ``[N, C, H, W]`` as ``[N, g, C/g, H, W]`` and writes
 ``[N, C/g, g, H, W]``, so ``out[n, j*g + i] = x[n, i*(C/g) + j]``. ``shuffle_cat`` of ``x_0..x_{g-1}`` is the
 same map with ``x_i`` as group i: ``out[n, j*g + i] = x_i[n, j]``.
 
@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..reference import output_memory_format
+from ..contract import output_memory_format
 from .common import (
     autotune_configs,
     channels_innermost,

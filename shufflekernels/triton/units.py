@@ -1,6 +1,6 @@
 """The ShuffleNetV2 units, each in two kernels.
 
-Math (DESIGN.md, every conv's BatchNorm folded into weight and bias):
+Math (docs/design.md, "Op semantics"; every conv's BatchNorm folded into weight and bias):
     split unit (stride 1): x1, x2 = x.chunk(2, 1); y = relu(pw2(dw(relu(pw1(x2))))); out = shuffle_cat([x1, y])
     down unit (stride 2):  b1 = relu(pw3(dw1_s2(x))); b2 = relu(pw2(dw2_s2(relu(pw1(x))))); out = shuffle_cat([b1, b2])
 so with B output channels per branch, ``out[:, 2j] = x1[:, j]`` (or ``b1[:, j]``) and ``out[:, 2j+1] = y[:, j]``
@@ -36,13 +36,13 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ..contract import dw_out_size
 from .common import (
     autotune_configs,
     channels_innermost,
     check_device,
     device_guard,
     dw3x3_tile,
-    dw_out,
     empty_output,
     interpreting,
     load_tile,
@@ -260,7 +260,7 @@ def down_unit(x, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, 
     check_device("down_unit", x)
     n, _, h, w = x.shape
     branch = pw1_w.shape[0]
-    out = empty_output(x, (n, 2 * branch, dw_out(h, 2), dw_out(w, 2)))
+    out = empty_output(x, (n, 2 * branch, dw_out_size(h, 2), dw_out_size(w, 2)))
     if out.numel() == 0:
         return out
     with device_guard(x):

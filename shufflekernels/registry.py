@@ -1,0 +1,441 @@
+"""The op registry: one entry per op, from which everything else about the op follows.
+
+An entry holds the op's schema (the string ``csrc/schema.h`` defines for the native library), its
+documentation and Python signature, its contract check and output shape (built from contract.py's
+rules, mirrored by csrc/contract.h), its reference (reference.py), the backends that implement it
+besides the reference, where its Triton launcher is, whether it is differentiable, and how to build
+its inputs from a case tuple. From the table follow:
+
+- the typed wrappers of ops.py and ``ops.call`` (checks, backend choice, which implementation runs);
+- backend availability (_library.py) and the Triton library's ops (triton/library.py);
+- the fake kernels and autograd formulas, registered once per op for every namespace that carries
+  it (``register_namespace``): ``shufflekernels`` (native), ``shufflekernels_triton`` and
+  ``shufflekernels_cuda_emulated``;
+- the test tables (tests/op_cases.py adds the shapes) and ``python -m shufflekernels check``.
+
+tests/test_registry.py holds this table equal to what the dispatcher has. docs/design.md, "Adding an
+op", lists what a new op touches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Sequence
+
+import torch
+from torch import Tensor
+
+from . import reference as ref
+from .contract import (
+    check_activation,
+    check_bool,
+    check_dw_params,
+    check_int,
+    check_like,
+    check_pw_params,
+    check_rank,
+    check_spatial,
+    check_tensor,
+    dw_out_size,
+    empty_output,
+    fail,
+)
+
+# Namespaces whose ops carry the schemas below: the native library, its CUDA kernels emulated on host
+# threads (csrc/cuda/host_emulation.cpp) and the Triton library (triton/library.py).
+NATIVE_NS = "shufflekernels"
+EMULATED_NS = "shufflekernels_cuda_emulated"
+TRITON_NS = "shufflekernels_triton"
+
+Kind = Literal["permutation", "depthwise", "gemm"]
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One op. ``make_args(case, gen)`` returns float32 CPU arguments in schema order for an op-specific
+    case tuple (``case_doc``); callers move them to a device and dtype."""
+
+    name: str
+    schema: str
+    doc: str
+    check: Callable[..., None]
+    out_shape: Callable[..., tuple[int, ...]]
+    reference: Callable[..., Tensor]
+    make_args: Callable[[tuple, torch.Generator], tuple]
+    case_doc: str
+    example_case: tuple  # a case at the network's shapes (x1.0), for the CLI check
+    kind: Kind
+    backends: frozenset[str] = frozenset({"native", "triton"})
+    triton: str | None = None  # "module:function" of the launcher in shufflekernels/triton/
+    keyword_only: Sequence[str] = ()  # arguments the Python wrapper takes by keyword only
+    defaults: dict = field(default_factory=dict)  # Python defaults beyond the schema's own
+    differentiable: bool = False
+    backward: Callable | None = field(default=None, repr=False)  # (ns_ops, ctx, grad) -> grads
+    setup_context: Callable | None = field(default=None, repr=False)
+
+    @property
+    def arguments(self) -> list[torch._C.Argument]:
+        return list(torch._C.parse_schema(f"x::{self.schema}").arguments)
+
+    @property
+    def arg_names(self) -> list[str]:
+        return [a.name for a in self.arguments]
+
+    def fake(self, *args):
+        """The fake (meta) kernel: the contract's check, then an empty output of the right shape and
+        memory format (the first tensor argument decides the format, as in the kernels)."""
+        self.check(*args)
+        first = args[0][0] if isinstance(args[0], (list, tuple)) else args[0]
+        return empty_output(first, self.out_shape(*args))
+
+
+def _rand(gen: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
+    return scale * torch.randn(*shape, generator=gen)
+
+
+def _pw(gen, c_out: int, c_in: int) -> tuple[Tensor, Tensor]:
+    """A 1x1 weight scaled to keep activations O(1), and a bias of both signs (so ReLUs clip)."""
+    return _rand(gen, c_out, c_in, 1, 1, scale=max(c_in, 1) ** -0.5), _rand(gen, c_out, scale=0.5)
+
+
+def _dw(gen, channels: int) -> tuple[Tensor, Tensor]:
+    return _rand(gen, channels, 1, 3, 3, scale=1 / 3), _rand(gen, channels, scale=0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# The ops: each one's check (the order csrc/contract.h runs them in), output shape and entry.
+# --------------------------------------------------------------------------------------------------
+
+
+def check_channel_shuffle(x: Tensor, groups: int) -> None:
+    op = "channel_shuffle"
+    check_activation(op, "x", x)
+    check_int(op, "groups", groups)
+    if groups < 1:
+        fail(op, "groups", ">= 1", groups)
+    if x.shape[1] % groups != 0:
+        fail(op, "groups", f"a divisor of the channel count {x.shape[1]}", groups)
+
+
+# The permutations are differentiable: the gradient of a shuffle with g groups is the inverse shuffle
+# (the shuffle with C/g groups); that of shuffle_cat is the inverse shuffle split back into the inputs.
+def _channel_shuffle_setup(ctx, inputs, output):
+    ctx.inverse_groups = inputs[0].shape[1] // inputs[1]
+
+
+def _channel_shuffle_backward(ns_ops, ctx, grad):
+    return ns_ops.channel_shuffle(grad, ctx.inverse_groups), None
+
+
+CHANNEL_SHUFFLE = OpSpec(
+    name="channel_shuffle",
+    schema="channel_shuffle(Tensor x, int groups) -> Tensor",
+    doc="""Channel shuffle: ``out[n, j*g + i] = x[n, i*(C/g) + j]``.
+
+    x: ``[N, C, H, W]`` with ``C % groups == 0``. Returns ``[N, C, H, W]`` in x's memory format.
+    Differentiable: the backward is the inverse shuffle (``groups = C/g``).""",
+    check=check_channel_shuffle,
+    out_shape=lambda x, groups: tuple(x.shape),
+    reference=ref.channel_shuffle,
+    make_args=lambda case, gen: (_rand(gen, *case[:4]), case[4]),
+    case_doc="(N, C, H, W, groups)",
+    example_case=(2, 116, 14, 13, 2),
+    kind="permutation",
+    triton="permute:channel_shuffle",
+    differentiable=True,
+    backward=_channel_shuffle_backward,
+    setup_context=_channel_shuffle_setup,
+)
+
+
+def check_shuffle_cat(tensors: Sequence[Tensor]) -> None:
+    op = "shuffle_cat"
+    if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
+        fail(op, "tensors", "a list or tuple of tensors", type(tensors).__name__, TypeError)
+    if len(tensors) == 0:
+        fail(op, "tensors", "at least one tensor", "an empty sequence")
+    check_activation(op, "tensors[0]", tensors[0])
+    for i, t in enumerate(tensors[1:], start=1):
+        check_like(op, f"tensors[{i}]", t, "tensors[0]", tensors[0], tensors[0].shape)
+
+
+def _shuffle_cat_setup(ctx, inputs, output):
+    ctx.channels = inputs[0][0].shape[1]
+
+
+def _shuffle_cat_backward(ns_ops, ctx, grad):
+    return (list(ns_ops.channel_shuffle(grad, ctx.channels).split(ctx.channels, 1)),)
+
+
+SHUFFLE_CAT = OpSpec(
+    name="shuffle_cat",
+    schema="shuffle_cat(Tensor[] tensors) -> Tensor",
+    doc="""``channel_shuffle(torch.cat(tensors, 1), len(tensors))`` in one pass: ``out[n, j*g + i] = tensors[i][n, j]``.
+
+    tensors: g tensors ``[N, C, H, W]`` of one shape, dtype and device. Returns ``[N, g*C, H, W]`` in the
+    first tensor's memory format. Differentiable.""",
+    check=check_shuffle_cat,
+    out_shape=lambda tensors: (tensors[0].shape[0], tensors[0].shape[1] * len(tensors), *tensors[0].shape[2:]),
+    reference=ref.shuffle_cat,
+    make_args=lambda case, gen: ([_rand(gen, *case[:4]) for _ in range(case[4])],),
+    case_doc="(N, C per tensor, H, W, number of tensors)",
+    example_case=(2, 58, 15, 14, 2),
+    kind="permutation",
+    triton="permute:shuffle_cat",
+    differentiable=True,
+    backward=_shuffle_cat_backward,
+    setup_context=_shuffle_cat_setup,
+)
+
+
+def check_dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> None:
+    op = "dwconv3x3"
+    check_activation(op, "x", x)
+    check_int(op, "stride", stride)
+    if stride not in (1, 2):
+        fail(op, "stride", "1 or 2", stride)
+    check_bool(op, "relu", relu)
+    check_spatial(op, x)
+    check_dw_params(op, ("weight", "bias"), x, weight, bias, x.shape[1])
+
+
+DWCONV3X3 = OpSpec(
+    name="dwconv3x3",
+    schema="dwconv3x3(Tensor x, Tensor weight, Tensor? bias, int stride, bool relu) -> Tensor",
+    doc="""Depthwise 3x3 convolution, padding 1, with an optional bias (a folded BatchNorm) and ReLU.
+
+    x: ``[N, C, H, W]``; weight: ``[C, 1, 3, 3]``; bias: ``[C]`` or None; stride 1 or 2.
+    Returns ``[N, C, (H - 1) // stride + 1, (W - 1) // stride + 1]`` in x's memory format.
+    Inference-only: inputs that require grad under grad mode are refused.""",
+    check=check_dwconv3x3,
+    out_shape=lambda x, w, b, stride, relu: (*x.shape[:2], dw_out_size(x.shape[2], stride), dw_out_size(x.shape[3], stride)),
+    reference=lambda x, weight, bias, stride, relu: ref.dwconv3x3(x, weight, bias, stride=stride, relu=relu),
+    make_args=lambda case, gen: (
+        _rand(gen, *case[:4]),
+        *(_dw(gen, case[1]) if case[6] else (_dw(gen, case[1])[0], None)),
+        case[4],
+        case[5],
+    ),
+    case_doc="(N, C, H, W, stride, relu, with_bias)",
+    example_case=(2, 116, 14, 13, 2, True, True),
+    kind="depthwise",
+    triton="dwconv:dwconv3x3",
+    keyword_only=("stride", "relu"),
+    defaults={"bias": None, "stride": 1, "relu": False},
+)
+
+
+def check_pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = True) -> None:
+    op = "pointwise"
+    check_activation(op, "x", x)
+    check_bool(op, "relu", relu)
+    check_tensor(op, "weight", weight)
+    check_rank(op, "weight", weight, 4)
+    check_pw_params(op, ("weight", "bias"), x, weight, bias, weight.shape[0], x.shape[1])
+    if x.shape[1] == 0:  # torch's conv2d returns [N, 0, H, W] here, not the bias: no answer to match
+        fail(op, "x", "at least one channel", 0)
+
+
+POINTWISE = OpSpec(
+    name="pointwise",
+    schema="pointwise(Tensor x, Tensor weight, Tensor bias, bool relu=True) -> Tensor",
+    doc="""A 1x1 convolution with a folded BatchNorm and, when ``relu``, a ReLU: ``relu(conv1x1(x, weight) + bias)``.
+    Without ReLU on ``[N, C, 1, 1]`` input it is a linear layer (the classifier).
+
+    x: ``[N, Cin, H, W]``; weight: ``[Cout, Cin, 1, 1]`` (any strides: the CPU engine reads a weight
+    stored transposed in place); bias: ``[Cout]``. Returns ``[N, Cout, H, W]`` in x's memory format.
+    Inference-only.""",
+    check=check_pointwise,
+    out_shape=lambda x, weight, bias, relu=True: (x.shape[0], weight.shape[0], *x.shape[2:]),
+    reference=ref.pointwise,
+    make_args=lambda case, gen: (_rand(gen, *case[:4]), *_pw(gen, case[4], case[1]), case[5]),
+    case_doc="(N, C_in, H, W, C_out, relu)",
+    example_case=(2, 464, 7, 7, 1024, True),
+    kind="gemm",
+    triton="units:pointwise",
+    keyword_only=("relu",),
+)
+
+
+def check_stem(x: Tensor, weight: Tensor, bias: Tensor) -> None:
+    op = "stem"
+    check_activation(op, "x", x)
+    check_spatial(op, x)
+    check_tensor(op, "weight", weight)
+    check_rank(op, "weight", weight, 4)
+    check_like(op, "weight", weight, "x", x, (weight.shape[0], x.shape[1], 3, 3))
+    check_like(op, "bias", bias, "x", x, (weight.shape[0],))
+
+
+STEM = OpSpec(
+    name="stem",
+    schema="stem(Tensor x, Tensor weight, Tensor bias) -> Tensor",
+    doc="""The network's stem: ``maxpool3x3/2(relu(conv3x3/2(x, weight) + bias))``, padding 1 for both.
+
+    x: ``[N, Cin, H, W]``; weight: ``[Cout, Cin, 3, 3]``; bias: ``[Cout]`` (a folded BatchNorm). Returns
+    ``[N, Cout, Hp, Wp]`` with ``Hc = (H - 1) // 2 + 1``, ``Hp = (Hc - 1) // 2 + 1`` (same for W), in x's
+    memory format. The CPU kernel is ours (float32); elsewhere it is ATen's conv, ReLU and max-pool.
+    Inference-only.""",
+    check=check_stem,
+    out_shape=lambda x, weight, bias: (
+        x.shape[0], weight.shape[0], dw_out_size(dw_out_size(x.shape[2], 2), 2), dw_out_size(dw_out_size(x.shape[3], 2), 2),
+    ),  # fmt: skip
+    reference=ref.stem,
+    make_args=lambda case, gen: (
+        _rand(gen, *case[:4]),
+        _rand(gen, case[4], case[1], 3, 3, scale=1 / (3 * case[1] ** 0.5)),
+        _rand(gen, case[4], scale=0.5),
+    ),
+    case_doc="(N, C_in, H, W, C_out)",
+    example_case=(2, 3, 64, 48, 24),
+    kind="gemm",
+    backends=frozenset({"native"}),  # not one of the fused families; CUDA runs it as ATen ops
+)
+
+
+def check_split_unit(x, pw1_weight, pw1_bias, dw_weight, dw_bias, pw2_weight, pw2_bias) -> None:
+    op = "split_unit"
+    check_activation(op, "x", x)
+    if x.shape[1] % 2 != 0:
+        fail(op, "x", "an even channel count", x.shape[1])
+    check_spatial(op, x)
+    cb = x.shape[1] // 2
+    check_pw_params(op, ("pw1_weight", "pw1_bias"), x, pw1_weight, pw1_bias, cb, cb)
+    check_dw_params(op, ("dw_weight", "dw_bias"), x, dw_weight, dw_bias, cb)
+    check_pw_params(op, ("pw2_weight", "pw2_bias"), x, pw2_weight, pw2_bias, cb, cb)
+
+
+SPLIT_UNIT = OpSpec(
+    name="split_unit",
+    schema=(
+        "split_unit(Tensor x, Tensor pw1_weight, Tensor pw1_bias, Tensor dw_weight, Tensor dw_bias, "
+        "Tensor pw2_weight, Tensor pw2_bias) -> Tensor"
+    ),
+    doc="""The stride-1 ShuffleNetV2 unit on folded parameters.
+
+    ``x1, x2 = x.chunk(2, 1)``; ``y = relu(pw2(dw(relu(pw1(x2)))))``; returns ``shuffle_cat([x1, y])``.
+    x: ``[N, 2B, H, W]``; pw weights ``[B, B, 1, 1]``, dw weight ``[B, 1, 3, 3]``, biases ``[B]``.
+    Returns ``[N, 2B, H, W]`` in x's memory format. Inference-only.""",
+    check=check_split_unit,
+    out_shape=lambda x, *params: tuple(x.shape),
+    reference=ref.split_unit,
+    make_args=lambda case, gen: (
+        _rand(gen, *case[:4]),
+        *_pw(gen, case[1] // 2, case[1] // 2),
+        *_dw(gen, case[1] // 2),
+        *_pw(gen, case[1] // 2, case[1] // 2),
+    ),
+    case_doc="(N, C, H, W), C = 2 * branch channels",
+    example_case=(2, 116, 14, 13),
+    kind="gemm",
+    triton="units:split_unit",
+)
+
+
+def check_down_unit(x, dw1_weight, dw1_bias, pw3_weight, pw3_bias, pw1_weight, pw1_bias, dw2_weight, dw2_bias,
+                    pw2_weight, pw2_bias) -> None:  # fmt: skip
+    op = "down_unit"
+    check_activation(op, "x", x)
+    check_spatial(op, x)
+    check_tensor(op, "pw1_weight", pw1_weight)
+    check_rank(op, "pw1_weight", pw1_weight, 4)
+    c_in, cb = x.shape[1], pw1_weight.shape[0]
+    check_dw_params(op, ("dw1_weight", "dw1_bias"), x, dw1_weight, dw1_bias, c_in)
+    check_pw_params(op, ("pw3_weight", "pw3_bias"), x, pw3_weight, pw3_bias, cb, c_in)
+    check_pw_params(op, ("pw1_weight", "pw1_bias"), x, pw1_weight, pw1_bias, cb, c_in)
+    check_dw_params(op, ("dw2_weight", "dw2_bias"), x, dw2_weight, dw2_bias, cb)
+    check_pw_params(op, ("pw2_weight", "pw2_bias"), x, pw2_weight, pw2_bias, cb, cb)
+
+
+DOWN_UNIT = OpSpec(
+    name="down_unit",
+    schema=(
+        "down_unit(Tensor x, Tensor dw1_weight, Tensor dw1_bias, Tensor pw3_weight, Tensor pw3_bias, "
+        "Tensor pw1_weight, Tensor pw1_bias, Tensor dw2_weight, Tensor dw2_bias, Tensor pw2_weight, "
+        "Tensor pw2_bias) -> Tensor"
+    ),
+    doc="""The stride-2 ShuffleNetV2 unit on folded parameters.
+
+    ``b1 = relu(pw3(dw1_s2(x)))``, ``b2 = relu(pw2(dw2_s2(relu(pw1(x)))))``; returns ``shuffle_cat([b1, b2])``.
+    x: ``[N, Cin, H, W]``; dw1 ``[Cin, 1, 3, 3]``/``[Cin]``; pw3, pw1 ``[B, Cin, 1, 1]``/``[B]``;
+    dw2 ``[B, 1, 3, 3]``/``[B]``; pw2 ``[B, B, 1, 1]``/``[B]``. Returns ``[N, 2B, (H-1)//2+1, (W-1)//2+1]``
+    in x's memory format. Inference-only.""",
+    check=check_down_unit,
+    out_shape=lambda x, *p: (x.shape[0], 2 * p[4].shape[0], dw_out_size(x.shape[2], 2), dw_out_size(x.shape[3], 2)),
+    reference=ref.down_unit,
+    make_args=lambda case, gen: (
+        _rand(gen, *case[:4]),
+        *_dw(gen, case[1]),
+        *_pw(gen, case[4], case[1]),
+        *_pw(gen, case[4], case[1]),
+        *_dw(gen, case[4]),
+        *_pw(gen, case[4], case[4]),
+    ),
+    case_doc="(N, C_in, H, W, branch channels)",
+    example_case=(2, 116, 14, 13, 116),
+    kind="gemm",
+    triton="units:down_unit",
+)
+
+OPS: dict[str, OpSpec] = {
+    spec.name: spec for spec in (CHANNEL_SHUFFLE, SHUFFLE_CAT, DWCONV3X3, POINTWISE, STEM, SPLIT_UNIT, DOWN_UNIT)
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers over the table.
+# --------------------------------------------------------------------------------------------------
+
+
+def ops_with(backend: str) -> tuple[str, ...]:
+    """The ops a backend implements ("native", "triton"; every op has a reference)."""
+    return tuple(name for name, spec in OPS.items() if backend == "reference" or backend in spec.backends)
+
+
+def to(args, device, dtype):
+    """Arguments with every tensor (in lists too) moved to ``device`` and ``dtype``."""
+
+    def move(a):
+        if isinstance(a, Tensor):
+            return a.to(device=device, dtype=dtype)
+        if isinstance(a, list):
+            return [move(t) for t in a]
+        return a
+
+    return tuple(move(a) for a in args)
+
+
+def example_args(name: str, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
+    """The op's example case (network-shaped), on ``device`` in ``dtype``."""
+    return to(OPS[name].make_args(OPS[name].example_case, torch.Generator().manual_seed(seed)), device, dtype)
+
+
+def defined_in(namespace: str, name: str) -> bool:
+    try:
+        torch._C._dispatch_find_schema_or_throw(f"{namespace}::{name}", "")
+    except RuntimeError:
+        return False
+    return True
+
+
+_registered: set[str] = set()
+
+
+def register_namespace(namespace: str) -> None:
+    """Registers the fake kernel of every op the namespace defines, and the autograd formula of the
+    differentiable ones (each computing its gradient with the same namespace's ops). Idempotent."""
+    if namespace in _registered:
+        return
+    _registered.add(namespace)
+    ns_ops = getattr(torch.ops, namespace)
+    for spec in OPS.values():
+        if not defined_in(namespace, spec.name):
+            continue
+        qualname = f"{namespace}::{spec.name}"
+        torch.library.register_fake(qualname, spec.fake)
+        if spec.differentiable:
+
+            def backward(ctx, grad, spec=spec):
+                return spec.backward(ns_ops, ctx, grad)
+
+            torch.library.register_autograd(qualname, backward, setup_context=spec.setup_context)
