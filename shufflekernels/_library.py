@@ -72,9 +72,21 @@ def interpreter_enabled() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+# Whether triton is installed, asked without importing it (importing triton takes seconds).
+TRITON_INSTALLED: bool = importlib.util.find_spec("triton") is not None
+
+
+def triton_usable() -> bool:
+    """Whether Triton kernels can run here: triton is installed, and there is a CUDA device or the
+    interpreter. Cheap and free of imports, so torch.compile traces it as a constant."""
+    return TRITON_INSTALLED and (interpreter_enabled() or torch.cuda.is_available())
+
+
 @functools.lru_cache(maxsize=None)
-def _triton_status() -> tuple[bool, str]:
-    if importlib.util.find_spec("triton") is None:
+def triton_status() -> tuple[bool, str]:
+    """(usable, why) for the Triton backend on this machine, for reports and error messages; cached
+    (``triton_status.cache_clear()``)."""
+    if not TRITON_INSTALLED:
         return False, "triton is not installed; it ships with CUDA builds of torch"
     try:
         import triton
@@ -88,18 +100,6 @@ def _triton_status() -> tuple[bool, str]:
         f"Triton {triton.__version__}: no CUDA device and TRITON_INTERPRET is not 1 "
         "(TRITON_INTERPRET=1 runs the kernels on CPU tensors, slowly)"
     )
-
-
-def triton_status() -> tuple[bool, str]:
-    """(usable, why) for the Triton backend on this machine; cached (``triton_status.cache_clear()``)."""
-    return _triton_status()
-
-
-triton_status.cache_clear = _triton_status.cache_clear
-# A constant to torch.compile, which would otherwise trace into importlib and break the graph of every
-# op called with backend="triton". This is the mark torch.compiler.assume_constant_result sets; calling
-# that would import torch._dynamo (and with it triton) at `import shufflekernels`.
-triton_status._dynamo_marked_constant = True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -133,9 +133,8 @@ def resolve_backend(op: str, backend: str, device: torch.device) -> str:
                 f"shufflekernels.{op}: argument 'backend' expected 'auto', 'native' or 'reference' "
                 "(there is no Triton kernel for this op), got 'triton'"
             )
-        usable, why = triton_status()
-        if not usable:
-            raise RuntimeError(f"shufflekernels.{op}: backend 'triton' is not usable here: {why}")
+        if not triton_usable():
+            raise RuntimeError(f"shufflekernels.{op}: backend 'triton' is not usable here: {triton_status()[1]}")
         if device_type == "cpu" and not interpreter_enabled():
             # Triton compiles for GPUs; it reads CPU tensors only through its interpreter.
             raise RuntimeError(
@@ -147,7 +146,7 @@ def resolve_backend(op: str, backend: str, device: torch.device) -> str:
         return "reference"
     if native_ok:
         return "native"
-    if device_type == "cuda" and op in TRITON_OPS and triton_status()[0]:
+    if device_type == "cuda" and op in TRITON_OPS and triton_usable():
         chosen = "triton"
     else:
         chosen = "reference"
