@@ -119,7 +119,11 @@ if sanitize:
 sources = [
     "csrc/python_module.cpp",
     "csrc/schema.cpp",
-    "csrc/cpu/kernels_cpu.cpp",
+    "csrc/cpu/permute.cpp",
+    "csrc/cpu/dwconv.cpp",
+    "csrc/cpu/conv.cpp",
+    "csrc/cpu/units.cpp",
+    "csrc/cpu/packed_weights.cpp",
     "csrc/cpu/engine_baseline.cpp",
     "csrc/cpu/engine_avx2.cpp",
     "csrc/cpu/engine_avx512.cpp",

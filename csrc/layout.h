@@ -2,18 +2,15 @@
 // kernel reads, and what a channel permutation reads and writes. The input checks are contract.h.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
+#include <utility>
 #include <vector>
 
 #include "contract.h"
 
 namespace shufflekernels {
-
-// The stem in ATen ops: what the backends without a kernel of their own for it compute.
-inline at::Tensor stem_composite(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  return at::max_pool2d(at::relu(at::conv2d(x, weight, bias, 2, 1)), 3, 2, 1);
-}
 
 // The two layouts the kernels read: dense NCHW, or dense channels_last (NHWC in memory).
 enum class Layout { NCHW, NHWC };
@@ -29,6 +26,11 @@ inline std::pair<at::Tensor, Layout> in_kernel_layout(const at::Tensor& x) {
   const auto fmt = x.suggest_memory_format();
   const Layout layout = fmt == at::MemoryFormat::ChannelsLast ? Layout::NHWC : Layout::NCHW;
   return {x.contiguous(fmt), layout};
+}
+
+// Elements between consecutive pixels (NHWC) or images (NCHW) of a dense tensor or a channel slice.
+inline int64_t branch_stride(const at::Tensor& t, Layout layout) {
+  return layout == Layout::NHWC ? t.stride(3) : t.stride(0);
 }
 
 // What every backend's channel permutation reads and writes: output channel j*g + i of image p (NCHW)

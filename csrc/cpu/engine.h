@@ -5,7 +5,7 @@
 // These are plain loops on pointers, with no torch header, so they compile quickly and once per
 // instruction set: engine_impl.inc is built as AVX-512, AVX2+FMA and baseline variants, and
 // kernels() picks one at run time from what the CPU reports. Each call is single-threaded; the unit
-// kernels (kernels_cpu.cpp) parallelise over pixels and rows.
+// kernels (units.cpp, dwconv.cpp, conv.cpp; schedule.h) parallelise over pixels and rows.
 #pragma once
 
 #include <cstdint>
