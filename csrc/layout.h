@@ -47,8 +47,16 @@ struct Permutation {
 inline Permutation channel_shuffle_permutation(const at::Tensor& x_in, int64_t groups) {
   auto [x, layout] = in_kernel_layout(x_in);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), cpg = C / groups;
-  Permutation p{at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout))), layout, {x}, {},
-                N, cpg, HW, layout == Layout::NCHW ? C * HW : C, x.numel(), x.element_size()};
+  Permutation p{at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout))),
+                layout,
+                {x},
+                {},
+                N,
+                cpg,
+                HW,
+                layout == Layout::NCHW ? C * HW : C,
+                x.numel(),
+                x.element_size()};
   const int64_t group_bytes = (layout == Layout::NCHW ? cpg * HW : cpg) * p.elem_size;
   const char* base = static_cast<const char*>(x.const_data_ptr());
   for (int64_t i = 0; i < groups; ++i) p.srcs.push_back(base + i * group_bytes);
@@ -62,8 +70,16 @@ inline Permutation shuffle_cat_permutation(at::TensorList tensors) {
   const auto fmt = memory_format_of(layout);
   const int64_t g = static_cast<int64_t>(tensors.size());
   const int64_t N = x0.size(0), cpg = x0.size(1), H = x0.size(2), W = x0.size(3);
-  Permutation p{at::empty({N, cpg * g, H, W}, x0.options().memory_format(fmt)), layout, {x0}, {},
-                N, cpg, H * W, layout == Layout::NCHW ? cpg * H * W : cpg, x0.numel(), x0.element_size()};
+  Permutation p{at::empty({N, cpg * g, H, W}, x0.options().memory_format(fmt)),
+                layout,
+                {x0},
+                {},
+                N,
+                cpg,
+                H * W,
+                layout == Layout::NCHW ? cpg * H * W : cpg,
+                x0.numel(),
+                x0.element_size()};
   for (int64_t i = 1; i < g; ++i) p.inputs.push_back(tensors[i].contiguous(fmt));
   for (const at::Tensor& t : p.inputs) p.srcs.push_back(static_cast<const char*>(t.const_data_ptr()));
   return p;

@@ -68,10 +68,25 @@ Tensor stem_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {
     std::vector<float> scratch(3 * Wc * Cpad);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / bands, band = task % bands;
-      StemArgs a{x.const_data_ptr<float>() + n * x.stride(0), x.stride(1), x.stride(2), x.stride(3), Cin, H, W,
-                      w.const_data_ptr<float>(), b.const_data_ptr<float>(), Cout, Cpad, Hc, Wc, Hp, Wp,
-                      Hp * band / bands, Hp * (band + 1) / bands, scratch.data(),
-                      out.data_ptr<float>() + n * Hp * Wp * Cout};
+      StemArgs a{x.const_data_ptr<float>() + n * x.stride(0),
+                 x.stride(1),
+                 x.stride(2),
+                 x.stride(3),
+                 Cin,
+                 H,
+                 W,
+                 w.const_data_ptr<float>(),
+                 b.const_data_ptr<float>(),
+                 Cout,
+                 Cpad,
+                 Hc,
+                 Wc,
+                 Hp,
+                 Wp,
+                 Hp * band / bands,
+                 Hp * (band + 1) / bands,
+                 scratch.data(),
+                 out.data_ptr<float>() + n * Hp * Wp * Cout};
       k.stem(a);
     }
   });

@@ -182,8 +182,17 @@ Tensor dwconv3x3_engine(const Tensor& x, const Tensor& weight, const c10::option
       const int64_t n = task / Ho, oh = task % Ho, ih = oh * stride - 1;
       const float* image = xp + n * H * W * C;
       auto row = [&](int64_t r) -> const float* { return r >= 0 && r < H ? image + r * W * C : nullptr; };
-      k.dw_row({{row(ih), row(ih + 1), row(ih + 2)}, C, W, Wo, C, stride, w9.data, b.const_data_ptr<float>(),
-                op + (n * Ho + oh) * Wo * C, C, relu});
+      k.dw_row({{row(ih), row(ih + 1), row(ih + 2)},
+                C,
+                W,
+                Wo,
+                C,
+                stride,
+                w9.data,
+                b.const_data_ptr<float>(),
+                op + (n * Ho + oh) * Wo * C,
+                C,
+                relu});
     }
   });
   return out;
@@ -192,7 +201,7 @@ Tensor dwconv3x3_engine(const Tensor& x, const Tensor& weight, const c10::option
 }  // namespace
 
 Tensor dwconv3x3_generic(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias,
-                     int64_t stride, bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
+                         int64_t stride, bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Ho = dwconv3x3_out_size(H, stride), Wo = dwconv3x3_out_size(W, stride);
   Tensor out = at::empty({N, C, Ho, Wo}, x.options().memory_format(memory_format_of(layout)));
@@ -201,7 +210,15 @@ Tensor dwconv3x3_generic(const Tensor& x, Layout layout, const Tensor& weight, c
   DwParams p{packed.weight.const_data_ptr<float>(),
              packed.bias.defined() ? packed.bias.const_data_ptr<float>() : nullptr,
              packed.in_bias.defined() ? packed.in_bias.const_data_ptr<float>() : nullptr,
-             in_relu, relu, N, C, H, W, Ho, Wo, stride};
+             in_relu,
+             relu,
+             N,
+             C,
+             H,
+             W,
+             Ho,
+             Wo,
+             stride};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "shufflekernels.dwconv3x3", [&] {
     if (layout == Layout::NCHW) {
       dwconv3x3_nchw<scalar_t>(x.const_data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), p);

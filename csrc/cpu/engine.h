@@ -69,9 +69,9 @@ struct StemArgs {
   const float* x;
   int64_t x_sc, x_sh, x_sw;  // floats between channels, rows and columns of the image
   int64_t Cin, H, W;
-  const float* w;     // [Cin*9][Cpad]: tap (ci, kh, kw) major, output channels zero-padded to Cpad
-  const float* bias;  // [Cpad], zero-padded
-  int64_t Cout, Cpad;  // Cpad: Cout rounded up to stem_channel_block()
+  const float* w;          // [Cin*9][Cpad]: tap (ci, kh, kw) major, output channels zero-padded to Cpad
+  const float* bias;       // [Cpad], zero-padded
+  int64_t Cout, Cpad;      // Cpad: Cout rounded up to stem_channel_block()
   int64_t Hc, Wc, Hp, Wp;  // conv and pooled output sizes
   int64_t p0, p1;
   float* scratch;  // 3 * Wc * Cpad floats

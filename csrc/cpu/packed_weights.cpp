@@ -67,7 +67,8 @@ class PackedWeights {
   struct KeyHash {
     size_t operator()(const Key& k) const {
       size_t h = std::hash<const void*>()(k.storage);
-      for (int64_t v : {k.offset, k.c_out, k.c_in, k.stride_out, k.stride_in}) h = h * 1000003u ^ std::hash<int64_t>()(v);
+      for (int64_t v : {k.offset, k.c_out, k.c_in, k.stride_out, k.stride_in})
+        h = h * 1000003u ^ std::hash<int64_t>()(v);
       return h;
     }
   };

@@ -22,8 +22,8 @@ namespace {
 using at::Tensor;
 
 // NCHW: each output channel is one contiguous H*W plane copied from its source plane.
-void interleave_nchw(const std::vector<const char*>& srcs, int64_t src_image_stride, int64_t cpg, int64_t N,
-                     int64_t HW, char* out, int64_t elem_size) {
+void interleave_nchw(const std::vector<const char*>& srcs, int64_t src_image_stride, int64_t cpg, int64_t N, int64_t HW,
+                     char* out, int64_t elem_size) {
   const int64_t g = static_cast<int64_t>(srcs.size());
   const int64_t C = g * cpg;
   const int64_t plane_bytes = HW * elem_size;
@@ -39,8 +39,8 @@ void interleave_nchw(const std::vector<const char*>& srcs, int64_t src_image_str
 
 // NHWC, typed by element width so the two-group case compiles to vector interleaves.
 template <typename word_t>
-void interleave_nhwc_typed(const std::vector<const char*>& srcs, int64_t src_pixel_stride, int64_t cpg,
-                           int64_t pixels, char* out_bytes) {
+void interleave_nhwc_typed(const std::vector<const char*>& srcs, int64_t src_pixel_stride, int64_t cpg, int64_t pixels,
+                           char* out_bytes) {
   const int64_t g = static_cast<int64_t>(srcs.size());
   const int64_t C = g * cpg;
   word_t* out = reinterpret_cast<word_t*>(out_bytes);
@@ -72,12 +72,9 @@ void interleave_nhwc_typed(const std::vector<const char*>& srcs, int64_t src_pix
 void interleave_nhwc(const std::vector<const char*>& srcs, int64_t src_pixel_stride, int64_t cpg, int64_t pixels,
                      char* out, int64_t elem_size) {
   switch (elem_size) {
-    case 4:
-      return interleave_nhwc_typed<uint32_t>(srcs, src_pixel_stride, cpg, pixels, out);
-    case 2:
-      return interleave_nhwc_typed<uint16_t>(srcs, src_pixel_stride, cpg, pixels, out);
-    default:
-      TORCH_CHECK(false, "shufflekernels: internal error, unsupported element size ", elem_size);
+    case 4: return interleave_nhwc_typed<uint32_t>(srcs, src_pixel_stride, cpg, pixels, out);
+    case 2: return interleave_nhwc_typed<uint16_t>(srcs, src_pixel_stride, cpg, pixels, out);
+    default: TORCH_CHECK(false, "shufflekernels: internal error, unsupported element size ", elem_size);
   }
 }
 

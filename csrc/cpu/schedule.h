@@ -26,8 +26,8 @@ inline int64_t grain_for(int64_t elements_per_item) {
 // thread gets enough of them for whole micro-tiles, else (the small late-stage images at batch 1) by
 // output-channel panels, so neither thread idles.
 inline void pointwise_all_pixels(const Kernels& k, const float* A, int64_t lda, const KMajor& w, const float* bias,
-                                 int64_t c_out, int64_t c_in, int64_t pixels, float* out, int64_t ldc,
-                                 bool relu = true, bool store_padding = false) {
+                                 int64_t c_out, int64_t c_in, int64_t pixels, float* out, int64_t ldc, bool relu = true,
+                                 bool store_padding = false) {
   const int64_t threads = at::get_num_threads();
   constexpr int64_t kMinRowsPerTask = 48, kTargetRowsPerTask = 192, kPanel = kPanelPad;
   if (threads > 1 && pixels < threads * kMinRowsPerTask) {

@@ -57,7 +57,8 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
     if (parallel) {
       pointwise_all_pixels(k, xp + p0 * C + B, C, w1, b1.const_data_ptr<float>(), B, B, p1 - p0, t1, Bs, true, true);
     } else {
-      k.gemm({xp + p0 * C + B, C, w1.data, w1.ldb, t1, Bs, p1 - p0, B, B, b1.const_data_ptr<float>(), true, true, w1.panel_stride});
+      k.gemm({xp + p0 * C + B, C, w1.data, w1.ldb, t1, Bs, p1 - p0, B, B, b1.const_data_ptr<float>(), true, true,
+              w1.panel_stride});
     }
   };
   // Pass 2, rows [h0, h1) of image n: d = dw(t1), y = relu(pw2(d)), out = interleave(x1, y).
@@ -67,8 +68,15 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
     for (int64_t h = h0; h < h1; ++h) {
       k.dw_row({{h > 0 ? t1_image + (h - 1) * W * Bs : nullptr, t1_image + h * W * Bs,
                  h + 1 < H ? t1_image + (h + 1) * W * Bs : nullptr},
-                Bs, W, W, Bs, 1, dw.weight.data(), dw.bias.data(),
-                d + (h - h0) * W * Bs, Bs});
+                Bs,
+                W,
+                W,
+                Bs,
+                1,
+                dw.weight.data(),
+                dw.bias.data(),
+                d + (h - h0) * W * Bs,
+                Bs});
     }
     const int64_t pixels = (h1 - h0) * W, p0 = (n * H + h0) * W;
     k.gemm({d, Bs, w2.data, w2.ldb, y, Bs, pixels, B, B, b2.const_data_ptr<float>(), true, false, w2.panel_stride});
@@ -101,7 +109,8 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
     if (parallel) {
       pointwise_all_pixels(k, xp + p0 * Cin, Cin, w1, b1.const_data_ptr<float>(), B, Cin, p1 - p0, t1, Bs, true, true);
     } else {
-      k.gemm({xp + p0 * Cin, Cin, w1.data, w1.ldb, t1, Bs, p1 - p0, B, Cin, b1.const_data_ptr<float>(), true, true, w1.panel_stride});
+      k.gemm({xp + p0 * Cin, Cin, w1.data, w1.ldb, t1, Bs, p1 - p0, B, Cin, b1.const_data_ptr<float>(), true, true,
+              w1.panel_stride});
     }
   };
   // Pass 2, output rows [h0, h1) of image n: both branches' depthwise (stride 2) and 1x1, then the
@@ -117,10 +126,26 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
     };
     for (int64_t oh = h0; oh < h1; ++oh) {
       const int64_t ih = 2 * oh - 1;  // first input row of the window
-      k.dw_row({{row(x_image, Cin, ih), row(x_image, Cin, ih + 1), row(x_image, Cin, ih + 2)}, Cin, W, Wo, Cin, 2,
-                w9_1.data, bd1.const_data_ptr<float>(), d1 + (oh - h0) * Wo * Cs, Cs});
-      k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)}, Bs, W, Wo, Bs, 2,
-                dw2.weight.data(), dw2.bias.data(), d2 + (oh - h0) * Wo * Bs, Bs});
+      k.dw_row({{row(x_image, Cin, ih), row(x_image, Cin, ih + 1), row(x_image, Cin, ih + 2)},
+                Cin,
+                W,
+                Wo,
+                Cin,
+                2,
+                w9_1.data,
+                bd1.const_data_ptr<float>(),
+                d1 + (oh - h0) * Wo * Cs,
+                Cs});
+      k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)},
+                Bs,
+                W,
+                Wo,
+                Bs,
+                2,
+                dw2.weight.data(),
+                dw2.bias.data(),
+                d2 + (oh - h0) * Wo * Bs,
+                Bs});
     }
     const int64_t pixels = (h1 - h0) * Wo, p0 = (n * Ho + h0) * Wo;
     k.gemm({d1, Cs, w3.data, w3.ldb, y1, Bs, pixels, B, Cin, b3.const_data_ptr<float>(), true, false, w3.panel_stride});
@@ -140,7 +165,7 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
 // identity half).
 struct BranchSource {
   const void* data;
-  int64_t stride;      // elements between consecutive pixels (NHWC) or images (NCHW)
+  int64_t stride;  // elements between consecutive pixels (NHWC) or images (NCHW)
   const float* bias;
 };
 
@@ -166,8 +191,7 @@ void interleave2_nhwc(const BranchSource& a, const BranchSource& b, int64_t cpg,
 }
 
 template <typename scalar_t>
-void interleave2_nchw(const BranchSource& a, const BranchSource& b, int64_t cpg, int64_t N, int64_t HW,
-                      scalar_t* out) {
+void interleave2_nchw(const BranchSource& a, const BranchSource& b, int64_t cpg, int64_t N, int64_t HW, scalar_t* out) {
   at::parallel_for(0, N * 2 * cpg, grain_for(HW), [&](int64_t begin, int64_t end) {
     for (int64_t nc = begin; nc < end; ++nc) {
       const int64_t n = nc / (2 * cpg);
@@ -206,8 +230,8 @@ struct CpuPrims {
   Tensor pointwise_raw(const Tensor& x, Layout layout, const Tensor& weight) {
     return shufflekernels::pointwise_raw(x, layout, weight);
   }
-  Tensor dwconv(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias,
-                int64_t stride, bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
+  Tensor dwconv(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
+                bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
     return dwconv3x3_generic(x, layout, weight, bias, stride, relu, in_bias, in_relu);
   }
   // The biases are read as float32, whatever the activations' dtype.
@@ -232,7 +256,8 @@ Tensor split_unit_cpu(const Tensor& x_in, const Tensor& pw1_w, const Tensor& pw1
   auto [x, layout] = in_kernel_layout(x_in);
   if (x.numel() == 0) return at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout)));
   if (x.scalar_type() == at::kFloat) {
-    Tensor out = split_unit_engine(x.contiguous(at::MemoryFormat::ChannelsLast), pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b);
+    Tensor out =
+        split_unit_engine(x.contiguous(at::MemoryFormat::ChannelsLast), pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b);
     return layout == Layout::NHWC ? out : out.contiguous();
   }
   CpuPrims prims;

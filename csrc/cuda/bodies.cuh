@@ -75,7 +75,7 @@ struct InterleaveBody {
       const index_t C = cpg * groups;
       const index_t c0 = (item * V) % C, p = (item * V) / C;
       Pack<W, V> pack;
-SK_UNROLL
+      SK_UNROLL
       for (int t = 0; t < V; ++t) {
         const ShuffleSource from = shuffle_source<index_t>(c0 + t, groups);
         pack.v[t] = src[from.group][p * src_stride + from.channel];
@@ -120,16 +120,16 @@ struct DwConv3x3Body {
       const index_t c0 = (item % blocks) * V, pix = item / blocks;
       const index_t ow = pix % Wo, oh = (pix / Wo) % Ho, n = pix / (Wo * Ho);
       float in_b[V];
-SK_UNROLL
+      SK_UNROLL
       for (int t = 0; t < V; ++t) {
         acc[t] = bias ? static_cast<float>(bias[c0 + t]) : 0.f;
         in_b[t] = in_bias ? static_cast<float>(in_bias[c0 + t]) : 0.f;
       }
-SK_UNROLL
+      SK_UNROLL
       for (int kh = 0; kh < 3; ++kh) {
         const index_t ih = oh * kStride - 1 + kh;
         if (ih < 0 || ih >= H) continue;  // padding: the activated input is zero there
-SK_UNROLL
+        SK_UNROLL
         for (int kw = 0; kw < 3; ++kw) {
           const index_t iw = ow * kStride - 1 + kw;
           if (iw < 0 || iw >= W) continue;
@@ -138,7 +138,7 @@ SK_UNROLL
             acc[0] += tap(c0, kh, kw) * act(px[0], in_b[0]);
           } else {
             const Pack<T, V> x = load_pack<V>(px);
-SK_UNROLL
+            SK_UNROLL
             for (int t = 0; t < V; ++t) acc[t] += tap(c0 + t, kh, kw) * act(x.v[t], in_b[t]);
           }
         }
@@ -149,20 +149,20 @@ SK_UNROLL
       const index_t oh = rest % Ho, c = (rest / Ho) % C, n = rest / (Ho * C);
       const float b = bias ? static_cast<float>(bias[c]) : 0.f;
       const float in_b = in_bias ? static_cast<float>(in_bias[c]) : 0.f;
-SK_UNROLL
+      SK_UNROLL
       for (int t = 0; t < V; ++t) acc[t] = b;
       // win[q] holds input column ow0*kStride - 1 + q (zero outside the image): output t, tap kw
       // reads win[t*kStride + kw].
       constexpr int kSpan = (V - 1) * kStride + 3;
       const index_t iw0 = ow0 * kStride - 1;
-SK_UNROLL
+      SK_UNROLL
       for (int kh = 0; kh < 3; ++kh) {
         const index_t ih = oh * kStride - 1 + kh;
         if (ih < 0 || ih >= H) continue;
         const T* row = in + ((n * C + c) * H + ih) * W;
         float win[kSpan];
         if constexpr (V == 1) {
-SK_UNROLL
+          SK_UNROLL
           for (int q = 0; q < kSpan; ++q) {
             const index_t iw = iw0 + q;
             win[q] = iw >= 0 && iw < W ? act(row[iw], in_b) : 0.f;
@@ -172,10 +172,10 @@ SK_UNROLL
           // ow0*kStride + V*kStride - 1 are inside the row and V-aligned: kStride V-wide loads. Only
           // the column left of them, and for stride 1 the one right of them, can fall outside.
           win[0] = iw0 >= 0 ? act(row[iw0], in_b) : 0.f;
-SK_UNROLL
+          SK_UNROLL
           for (int part = 0; part < kStride; ++part) {
             const Pack<T, V> x = load_pack<V>(row + iw0 + 1 + part * V);
-SK_UNROLL
+            SK_UNROLL
             for (int t = 0; t < V; ++t) {
               if (1 + part * V + t < kSpan) win[1 + part * V + t] = act(x.v[t], in_b);
             }
@@ -186,16 +186,16 @@ SK_UNROLL
           }
         }
         const float w[3] = {tap(c, kh, 0), tap(c, kh, 1), tap(c, kh, 2)};
-SK_UNROLL
+        SK_UNROLL
         for (int t = 0; t < V; ++t) {
-SK_UNROLL
+          SK_UNROLL
           for (int kw = 0; kw < 3; ++kw) acc[t] += w[kw] * win[t * kStride + kw];
         }
       }
     }
     // Both layouts: this item's V outputs are out[item*V ..].
     Pack<T, V> y;
-SK_UNROLL
+    SK_UNROLL
     for (int t = 0; t < V; ++t) y.v[t] = static_cast<T>(relu ? relu_keep_nan(acc[t]) : acc[t]);
     if constexpr (V == 1) {
       out[item] = y.v[0];
@@ -238,7 +238,7 @@ struct Interleave2Body {
       const index_t blocks = cpg / V;
       const index_t j0 = (item % blocks) * V, p = item / blocks;
       Pack<T, V> in[2];
-SK_UNROLL
+      SK_UNROLL
       for (int s = 0; s < 2; ++s) {
         const T* from = src[s] + p * src_stride[s] + j0;
         if constexpr (V == 1) {
@@ -248,16 +248,16 @@ SK_UNROLL
         }
       }
       Pack<T, V> outs[2];  // out channels 2*j0 .. 2*j0 + 2V - 1, V at a time
-SK_UNROLL
+      SK_UNROLL
       for (int t = 0; t < V; ++t) {
-SK_UNROLL
+        SK_UNROLL
         for (int s = 0; s < 2; ++s) {
           const int e = shuffle_destination<int>(s, t, 2);
           outs[e / V].v[e % V] = apply(bias[s], in[s].v[t], j0 + t);
         }
       }
       T* to = out + p * 2 * cpg + 2 * j0;
-SK_UNROLL
+      SK_UNROLL
       for (int h = 0; h < 2; ++h) {
         if constexpr (V == 1) {
           to[h] = outs[h].v[0];
@@ -281,7 +281,7 @@ SK_UNROLL
         out[item] = apply(b, *in, j);
       } else {
         Pack<T, V> x = load_pack<V>(in);
-SK_UNROLL
+        SK_UNROLL
         for (int t = 0; t < V; ++t) x.v[t] = apply(b, x.v[t], j);
         store_pack<V>(out + item * V, x);
       }
@@ -312,7 +312,7 @@ struct BiasActBody {
     // NHWC: C % V == 0, so the V channels are consecutive within one pixel; NCHW: HW % V == 0, so
     // they are pixels of one channel.
     const index_t c0 = kNHWC ? first % C : (first / HW) % C;
-SK_UNROLL
+    SK_UNROLL
     for (int t = 0; t < V; ++t) {
       const index_t c = kNHWC ? c0 + t : c0;
       const float v = static_cast<float>(x.v[t]) + static_cast<float>(bias[c]);

@@ -89,8 +89,8 @@ Tensor shuffle_cat_impl(at::TensorList tensors) {
 
 template <class Exec>
 Tensor run_dwconv3x3(Exec& exec, const Tensor& x, Layout layout, const Tensor& weight,
-                     const c10::optional<Tensor>& bias, int64_t stride, bool relu,
-                     const c10::optional<Tensor>& in_bias, bool in_relu) {
+                     const c10::optional<Tensor>& bias, int64_t stride, bool relu, const c10::optional<Tensor>& in_bias,
+                     bool in_relu) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Ho = dwconv3x3_out_size(H, stride), Wo = dwconv3x3_out_size(W, stride);
   Tensor out = at::empty({N, C, Ho, Wo}, x.options().memory_format(memory_format_of(layout)));
@@ -109,11 +109,21 @@ Tensor run_dwconv3x3(Exec& exec, const Tensor& x, Layout layout, const Tensor& w
         using index_t = decltype(index);
         auto go = [&](auto s) {
           DwConv3x3Body<T, index_t, V, decltype(nhwc)::value, decltype(s)::value> body{
-              x.const_data_ptr<T>(), out.data_ptr<T>(), weight.const_data_ptr<T>(),
-              b.defined() ? b.const_data_ptr<T>() : nullptr, ib.defined() ? ib.const_data_ptr<T>() : nullptr,
-              in_relu, relu, static_cast<index_t>(C), static_cast<index_t>(H), static_cast<index_t>(W),
-              static_cast<index_t>(Ho), static_cast<index_t>(Wo), static_cast<index_t>(weight.stride(0)),
-              static_cast<index_t>(weight.stride(2)), static_cast<index_t>(weight.stride(3))};
+              x.const_data_ptr<T>(),
+              out.data_ptr<T>(),
+              weight.const_data_ptr<T>(),
+              b.defined() ? b.const_data_ptr<T>() : nullptr,
+              ib.defined() ? ib.const_data_ptr<T>() : nullptr,
+              in_relu,
+              relu,
+              static_cast<index_t>(C),
+              static_cast<index_t>(H),
+              static_cast<index_t>(W),
+              static_cast<index_t>(Ho),
+              static_cast<index_t>(Wo),
+              static_cast<index_t>(weight.stride(0)),
+              static_cast<index_t>(weight.stride(2)),
+              static_cast<index_t>(weight.stride(3))};
           exec.run(body, static_cast<index_t>(out.numel() / V));
         };
         stride == 1 ? go(std::integral_constant<int, 1>{}) : go(std::integral_constant<int, 2>{});
@@ -149,8 +159,9 @@ Tensor interleave2(Exec& exec, const Branch<T>& a, const Branch<T>& b, int64_t N
       constexpr bool kNHWC = decltype(nhwc)::value;
       using index_t = decltype(index);
       Interleave2Body<T, index_t, V, kNHWC> body{
-          {a.data, b.data}, {static_cast<index_t>(a.stride), static_cast<index_t>(b.stride)}, {a.bias, b.bias},
-          static_cast<index_t>(cpg), static_cast<index_t>(HW), out.data_ptr<T>()};
+          {a.data, b.data},         {static_cast<index_t>(a.stride), static_cast<index_t>(b.stride)},
+          {a.bias, b.bias},         static_cast<index_t>(cpg),
+          static_cast<index_t>(HW), out.data_ptr<T>()};
       // An NHWC item writes V channels of each branch: 2V outputs.
       exec.run(body, static_cast<index_t>(out.numel() / (kNHWC ? 2 * V : V)));
     });
@@ -164,7 +175,8 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   [[maybe_unused]] Exec exec(x_in.device());
   auto [x, layout] = in_kernel_layout(x_in);
   if (x.numel() == 0)
-    return at::empty({x.size(0), weight.size(0), x.size(2), x.size(3)}, x.options().memory_format(memory_format_of(layout)));
+    return at::empty({x.size(0), weight.size(0), x.size(2), x.size(3)},
+                     x.options().memory_format(memory_format_of(layout)));
   // cuBLAS through ATen, then bias and ReLU in one in-place pass over its result.
   Tensor y = pointwise_raw(x, layout, weight);
   if (y.numel() == 0) return y;
@@ -205,8 +217,8 @@ struct GpuPrims {
   Tensor pointwise_raw(const Tensor& x, Layout layout, const Tensor& weight) {
     return shufflekernels::pointwise_raw(x, layout, weight);
   }
-  Tensor dwconv(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias,
-                int64_t stride, bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
+  Tensor dwconv(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
+                bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
     return run_dwconv3x3(exec, x, layout, weight, bias, stride, relu, in_bias, in_relu);
   }
   Tensor interleave2(const UnitBranch& a, const UnitBranch& b, int64_t N, int64_t cpg, int64_t H, int64_t W,
@@ -246,8 +258,7 @@ Tensor down_unit_impl(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1
   const int64_t Ho = dwconv3x3_out_size(x.size(2), 2), Wo = dwconv3x3_out_size(x.size(3), 2);
   if (x.size(0) == 0) return at::empty({0, 2 * cb, Ho, Wo}, x.options().memory_format(memory_format_of(layout)));
   GpuPrims<Exec> prims{exec};
-  return down_unit_generic(prims, x, layout, cb, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w,
-                           pw2_b);
+  return down_unit_generic(prims, x, layout, cb, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b);
 }
 
 // Every op of one library on one dispatch key, run by the executor Exec: the CUDA key of shufflekernels
