@@ -116,19 +116,13 @@ if sanitize:
     cxx_flags += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
     link_flags += ["-fsanitize=address,undefined"]
 
-sources = [
-    "csrc/python_module.cpp",
-    "csrc/schema.cpp",
-    "csrc/cpu/kernels_cpu.cpp",
-    "csrc/cpu/engine_baseline.cpp",
-    "csrc/cpu/engine_avx2.cpp",
-    "csrc/cpu/engine_avx512.cpp",
-    "csrc/cuda/host_emulation.cpp",
-]
+# Every C++ file under csrc/ (each op family's file registers its own kernels), so a new one needs no
+# entry here; CMakeLists.txt globs the same, less the Python module.
+sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cpp"))
 extra_compile_args = {"cxx": cxx_flags}
 extension_cls = CppExtension
 if with_cuda:
-    sources.append("csrc/cuda/kernels_cuda.cu")
+    sources += sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cu"))
     extra_compile_args["nvcc"] = ["-std=c++20", "--expt-relaxed-constexpr", *opt]
     extension_cls = CUDAExtension
 

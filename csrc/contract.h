@@ -8,7 +8,7 @@
 // raised it.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
@@ -40,8 +40,8 @@ inline std::string dtype_name(at::ScalarType t) {
 
 inline void check_float_dtype(const char* op, const std::string& arg, const at::Tensor& t) {
   const auto dt = t.scalar_type();
-  TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kHalf || dt == at::kBFloat16, "shufflekernels.", op,
-                   ": argument '", arg, "' expected dtype float32, float16 or bfloat16, got ", dtype_name(dt));
+  TORCH_CHECK_TYPE(dt == at::kFloat || dt == at::kHalf || dt == at::kBFloat16, "shufflekernels.", op, ": argument '",
+                   arg, "' expected dtype float32, float16 or bfloat16, got ", dtype_name(dt));
 }
 
 inline void check_rank(const char* op, const std::string& arg, const at::Tensor& t, int64_t rank) {
@@ -69,8 +69,7 @@ inline void check_like(const char* op, const std::string& arg, const at::Tensor&
 
 inline void check_spatial(const char* op, const at::Tensor& x) {
   TORCH_CHECK_VALUE(x.size(2) >= 1 && x.size(3) >= 1, "shufflekernels.", op,
-                    ": argument 'x' expected H >= 1 and W >= 1 for a 3x3 window with padding 1, got shape ",
-                    x.sizes());
+                    ": argument 'x' expected H >= 1 and W >= 1 for a 3x3 window with padding 1, got shape ", x.sizes());
 }
 
 // A depthwise weight [C, 1, 3, 3] and its bias [C] (optional).
@@ -101,8 +100,9 @@ inline void check_channel_shuffle(const at::Tensor& x, int64_t groups) {
 
 inline void check_shuffle_cat(at::TensorList tensors) {
   const char* op = "shuffle_cat";
-  TORCH_CHECK_VALUE(!tensors.empty(),
-                    "shufflekernels.shuffle_cat: argument 'tensors' expected at least one tensor, got an empty sequence");
+  TORCH_CHECK_VALUE(
+      !tensors.empty(),
+      "shufflekernels.shuffle_cat: argument 'tensors' expected at least one tensor, got an empty sequence");
   check_activation(op, "tensors[0]", tensors[0]);
   for (size_t i = 1; i < tensors.size(); ++i) {
     check_like(op, "tensors[" + std::to_string(i) + "]", tensors[i], "tensors[0]", tensors[0], tensors[0].sizes());

@@ -2,18 +2,15 @@
 // kernel reads, and what a channel permutation reads and writes. The input checks are contract.h.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
+#include <utility>
 #include <vector>
 
 #include "contract.h"
 
 namespace shufflekernels {
-
-// The stem in ATen ops: what the backends without a kernel of their own for it compute.
-inline at::Tensor stem_composite(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  return at::max_pool2d(at::relu(at::conv2d(x, weight, bias, 2, 1)), 3, 2, 1);
-}
 
 // The two layouts the kernels read: dense NCHW, or dense channels_last (NHWC in memory).
 enum class Layout { NCHW, NHWC };
@@ -31,6 +28,11 @@ inline std::pair<at::Tensor, Layout> in_kernel_layout(const at::Tensor& x) {
   return {x.contiguous(fmt), layout};
 }
 
+// Elements between consecutive pixels (NHWC) or images (NCHW) of a dense tensor or a channel slice.
+inline int64_t branch_stride(const at::Tensor& t, Layout layout) {
+  return layout == Layout::NHWC ? t.stride(3) : t.stride(0);
+}
+
 // What every backend's channel permutation reads and writes: output channel j*g + i of image p (NCHW)
 // or pixel p (NHWC) is element p * src_stride + j * (NCHW ? HW : 1) of srcs[i] (elem_size bytes each).
 struct Permutation {
@@ -45,8 +47,16 @@ struct Permutation {
 inline Permutation channel_shuffle_permutation(const at::Tensor& x_in, int64_t groups) {
   auto [x, layout] = in_kernel_layout(x_in);
   const int64_t N = x.size(0), C = x.size(1), HW = x.size(2) * x.size(3), cpg = C / groups;
-  Permutation p{at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout))), layout, {x}, {},
-                N, cpg, HW, layout == Layout::NCHW ? C * HW : C, x.numel(), x.element_size()};
+  Permutation p{at::empty(x.sizes(), x.options().memory_format(memory_format_of(layout))),
+                layout,
+                {x},
+                {},
+                N,
+                cpg,
+                HW,
+                layout == Layout::NCHW ? C * HW : C,
+                x.numel(),
+                x.element_size()};
   const int64_t group_bytes = (layout == Layout::NCHW ? cpg * HW : cpg) * p.elem_size;
   const char* base = static_cast<const char*>(x.const_data_ptr());
   for (int64_t i = 0; i < groups; ++i) p.srcs.push_back(base + i * group_bytes);
@@ -60,8 +70,16 @@ inline Permutation shuffle_cat_permutation(at::TensorList tensors) {
   const auto fmt = memory_format_of(layout);
   const int64_t g = static_cast<int64_t>(tensors.size());
   const int64_t N = x0.size(0), cpg = x0.size(1), H = x0.size(2), W = x0.size(3);
-  Permutation p{at::empty({N, cpg * g, H, W}, x0.options().memory_format(fmt)), layout, {x0}, {},
-                N, cpg, H * W, layout == Layout::NCHW ? cpg * H * W : cpg, x0.numel(), x0.element_size()};
+  Permutation p{at::empty({N, cpg * g, H, W}, x0.options().memory_format(fmt)),
+                layout,
+                {x0},
+                {},
+                N,
+                cpg,
+                H * W,
+                layout == Layout::NCHW ? cpg * H * W : cpg,
+                x0.numel(),
+                x0.element_size()};
   for (int64_t i = 1; i < g; ++i) p.inputs.push_back(tensors[i].contiguous(fmt));
   for (const at::Tensor& t : p.inputs) p.srcs.push_back(static_cast<const char*>(t.const_data_ptr()));
   return p;

@@ -6,4 +6,7 @@
 // report how it was built; no op reaches Python any other way.
 #include "schema.h"
 
-TORCH_LIBRARY(shufflekernels, m) { shufflekernels::define_op_schemas(m); }
+TORCH_LIBRARY(shufflekernels, m) {
+  shufflekernels::define_op_schemas(m);
+  shufflekernels::define_hint_schemas(m);
+}

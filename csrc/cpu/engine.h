@@ -5,7 +5,7 @@
 // These are plain loops on pointers, with no torch header, so they compile quickly and once per
 // instruction set: engine_impl.inc is built as AVX-512, AVX2+FMA and baseline variants, and
 // kernels() picks one at run time from what the CPU reports. Each call is single-threaded; the unit
-// kernels (kernels_cpu.cpp) parallelise over pixels and rows.
+// kernels (units.cpp, dwconv.cpp, conv.cpp; schedule.h) parallelise over pixels and rows.
 #pragma once
 
 #include <cstdint>
@@ -69,9 +69,9 @@ struct StemArgs {
   const float* x;
   int64_t x_sc, x_sh, x_sw;  // floats between channels, rows and columns of the image
   int64_t Cin, H, W;
-  const float* w;     // [Cin*9][Cpad]: tap (ci, kh, kw) major, output channels zero-padded to Cpad
-  const float* bias;  // [Cpad], zero-padded
-  int64_t Cout, Cpad;  // Cpad: Cout rounded up to stem_channel_block()
+  const float* w;          // [Cin*9][Cpad]: tap (ci, kh, kw) major, output channels zero-padded to Cpad
+  const float* bias;       // [Cpad], zero-padded
+  int64_t Cout, Cpad;      // Cpad: Cout rounded up to stem_channel_block()
   int64_t Hc, Wc, Hp, Wp;  // conv and pooled output sizes
   int64_t p0, p1;
   float* scratch;  // 3 * Wc * Cpad floats

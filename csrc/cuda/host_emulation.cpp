@@ -1,9 +1,10 @@
-// The CUDA kernels of csrc/cuda/kernels.cuh run on host threads, registered as the CPU kernels of a
-// second op library, shufflekernels_cuda_emulated, with the same schemas as shufflekernels. Each body
-// runs over exactly the items a GPU launch would give it, so on a machine without a GPU the tests
-// prove the CUDA backend's index math, vector-width and index-type planning, alignment (checked on every
-// vector access here) and epilogues against the reference, and the sanitizer build checks its bounds.
-// What it cannot prove is the GPU's side: launch configuration, streams, and the hardware itself.
+// The CUDA backend's ops (ops_impl.h) and their kernel bodies (bodies.cuh) run on host threads,
+// registered as the CPU kernels of a second op library, shufflekernels_cuda_emulated, with the same
+// schemas as shufflekernels. Each body runs over exactly the items a GPU launch would give it, so on a
+// machine without a GPU the tests prove the CUDA backend's index math, vector-width and index-type
+// planning, alignment (checked on every vector access here) and epilogues against the reference, and
+// the sanitizer build checks its bounds. What it cannot prove is the GPU's side: launch
+// configuration, streams, and the hardware itself.
 //
 // Compiled by the host compiler in every build, CUDA or not. Two test hooks come with it:
 // launch_log() lists the launches since the last call (body, layout, vector width, index bits), and
@@ -15,7 +16,7 @@
 #include <string>
 
 #include "../schema.h"
-#include "kernels.cuh"
+#include "ops_impl.h"
 
 namespace shufflekernels::gpu {
 namespace {
@@ -62,6 +63,6 @@ TORCH_LIBRARY(shufflekernels_cuda_emulated, m) {
   m.def("force_wide_index(bool on) -> ()", &force_wide_index);
 }
 
-TORCH_LIBRARY_IMPL(shufflekernels_cuda_emulated, CPU, m) { SK_REGISTER_GPU_OPS(m, HostExec); }
+TORCH_LIBRARY_IMPL(shufflekernels_cuda_emulated, CPU, m) { register_ops<HostExec>(m); }
 
 }  // namespace shufflekernels::gpu

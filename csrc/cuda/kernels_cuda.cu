@@ -1,4 +1,4 @@
-// The CUDA backend: the kernels of csrc/cuda/kernels.cuh launched on the GPU. Each body runs as a
+// The CUDA backend: the ops of ops_impl.h, their bodies (bodies.cuh) launched on the GPU. Each body runs as a
 // grid-stride kernel of 256-thread blocks on the current stream of the input's device, under a device
 // guard, and every launch is checked.
 #include <c10/cuda/CUDAException.h>
@@ -8,7 +8,7 @@
 
 #include <algorithm>
 
-#include "kernels.cuh"
+#include "ops_impl.h"
 
 namespace shufflekernels::gpu {
 namespace {
@@ -49,6 +49,6 @@ class CudaExec {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(shufflekernels, CUDA, m) { SK_REGISTER_GPU_OPS(m, CudaExec); }
+TORCH_LIBRARY_IMPL(shufflekernels, CUDA, m) { register_ops<CudaExec>(m); }
 
 }  // namespace shufflekernels::gpu

@@ -1,7 +1,7 @@
 // C++ tests of the shufflekernels op library, run by ctest (CMakeLists.txt).
 //
 // The ops are called the way a libtorch user reaches them, through the dispatcher by schema name, and
-// compared against ATen compositions of the math in DESIGN.md ("Op semantics"), computed here; the
+// compared against ATen compositions of the math in docs/design.md ("Op semantics"), computed here; the
 // Python tests compare against shufflekernels.reference, so the two suites do not share a ground truth
 // that could be wrong in the same way. The index math the CPU and CUDA kernels share
 // (csrc/index_math.h) is tested directly.
@@ -108,7 +108,8 @@ Tensor shuffle_cat(at::TensorList tensors) {
 }
 
 Tensor dwconv3x3(const Tensor& x, const Tensor& w, const OptTensor& b, int64_t stride, bool relu) {
-  static auto h = op<Tensor(const Tensor&, const Tensor&, const OptTensor&, int64_t, bool)>("shufflekernels::dwconv3x3");
+  static auto h =
+      op<Tensor(const Tensor&, const Tensor&, const OptTensor&, int64_t, bool)>("shufflekernels::dwconv3x3");
   return h.call(x, w, b, stride, relu);
 }
 
@@ -117,8 +118,8 @@ struct SplitParams {
 };
 
 Tensor split_unit(const Tensor& x, const SplitParams& p) {
-  using Sig = Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                     const Tensor&);
+  using Sig =
+      Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&);
   static auto h = op<Sig>("shufflekernels::split_unit");
   return h.call(x, p.pw1_w, p.pw1_b, p.dw_w, p.dw_b, p.pw2_w, p.pw2_b);
 }
@@ -137,7 +138,7 @@ Tensor down_unit(const Tensor& x, const DownParams& p) {
 }  // namespace sk
 
 // ---------------------------------------------------------------------------------------------------
-// The reference: ATen compositions of DESIGN.md's definitions.
+// The reference: ATen compositions of the definitions in docs/design.md, "Op semantics".
 // ---------------------------------------------------------------------------------------------------
 
 // [N, g, C/g, H, W] -> [N, C/g, g, H, W]: out[n, j*g + i] = x[n, i*(C/g) + j].
@@ -182,10 +183,8 @@ const char* form_name(Form f) {
 // a wider tensor), which the kernels must copy or read correctly, never misread.
 Tensor in_form(const Tensor& x, Form f) {
   switch (f) {
-    case Form::NCHW:
-      return x.contiguous();
-    case Form::ChannelsLast:
-      return x.contiguous(at::MemoryFormat::ChannelsLast);
+    case Form::NCHW: return x.contiguous();
+    case Form::ChannelsLast: return x.contiguous(at::MemoryFormat::ChannelsLast);
     case Form::Strided: {
       auto sizes = x.sizes().vec();
       sizes[3] *= 2;
@@ -198,7 +197,7 @@ Tensor in_form(const Tensor& x, Form f) {
   return x;
 }
 
-// Whether the output keeps the memory format of the input `x` given in form `f` (DESIGN.md,
+// Whether the output keeps the memory format of the input `x` given in form `f` (docs/design.md,
 // "Layouts"); only asked where the input's format is unambiguous (more than one channel and more than
 // one pixel: otherwise NCHW and channels_last strides describe the same memory).
 bool keeps_format(const Tensor& out, const Tensor& x, Form f) {
@@ -237,7 +236,7 @@ void test_index_math() {
       }
       for (int64_t i = 0; i < g; ++i) {
         for (int64_t j = 0; j < cpg; ++j) {
-          // DESIGN.md: out[n, j*g + i] = x[n, i*(C/g) + j].
+          // docs/design.md, "Op semantics": out[n, j*g + i] = x[n, i*(C/g) + j].
           spec = spec && shuffle_destination(i, j, g) == j * g + i;
           const ShuffleSource s = shuffle_source(shuffle_destination(i, j, g), g);
           inverse = inverse && s.group == i && s.channel == j;
@@ -319,7 +318,8 @@ void test_shuffle_cat(at::Device dev) {
   struct Case {
     int64_t N, C, H, W, g;
   };
-  const Case cases[] = {{2, 4, 5, 7, 2}, {1, 3, 3, 3, 3}, {2, 5, 1, 6, 2}, {1, 1, 2, 2, 4}, {1, 2, 3, 3, 1}, {0, 3, 2, 2, 2}};
+  const Case cases[] = {{2, 4, 5, 7, 2}, {1, 3, 3, 3, 3}, {2, 5, 1, 6, 2},
+                        {1, 1, 2, 2, 4}, {1, 2, 3, 3, 1}, {0, 3, 2, 2, 2}};
   for (const Case& c : cases) {
     for (at::ScalarType dt : {at::kFloat, at::kHalf}) {
       std::vector<Tensor> parts;
@@ -396,8 +396,8 @@ void test_dwconv3x3(at::Device dev) {
 // Parameters of a folded unit, scaled so activations stay of order one through three convolutions.
 sk::SplitParams make_split_params(int64_t cb) {
   const double s = 1.0 / std::sqrt(static_cast<double>(cb));
-  return {at::randn({cb, cb, 1, 1}) * s, at::randn({cb}), at::randn({cb, 1, 3, 3}) / 3.0,
-          at::randn({cb}),               at::randn({cb, cb, 1, 1}) * s, at::randn({cb})};
+  return {at::randn({cb, cb, 1, 1}) * s, at::randn({cb}), at::randn({cb, 1, 3, 3}) / 3.0, at::randn({cb}),
+          at::randn({cb, cb, 1, 1}) * s, at::randn({cb})};
 }
 
 sk::DownParams make_down_params(int64_t c_in, int64_t cb) {
@@ -437,8 +437,8 @@ void test_down_unit(at::Device dev) {
     const Tensor x0 = at::randn({c.N, c.c_in, c.H, c.W});
     const Tensor want = ref_down_unit(x0, p);
     for (Form f : kForms) {
-      const std::string what = "down_unit " + shape_str(x0.sizes()) + " cb=" + std::to_string(c.cb) + " " +
-                               form_name(f) + on(dev);
+      const std::string what =
+          "down_unit " + shape_str(x0.sizes()) + " cb=" + std::to_string(c.cb) + " " + form_name(f) + on(dev);
       const Tensor x = in_form(x0.to(dev), f);
       const Tensor out = sk::down_unit(x, to_device(p, dev));
       EXPECT_CLOSE(out, want, 1e-4, 1e-4, what);

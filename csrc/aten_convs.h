@@ -1,8 +1,14 @@
-// The 1x1 convolutions of the units, as GEMMs through ATen (MKL/oneDNN on CPU, cuBLAS on CUDA).
-// They write raw products; bias and ReLU are applied by whichever of our kernels reads them next.
+// The convolutions left to ATen: the units' 1x1 convolutions as GEMMs (MKL/oneDNN on CPU, cuBLAS on
+// CUDA), and the stem as ATen's conv, ReLU and max-pool where a backend has no kernel of its own.
+// The GEMMs write raw products; bias and ReLU are applied by whichever of our kernels reads them next.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/conv2d.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/max_pool2d.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/relu.h>
 
 #include "layout.h"
 
@@ -28,9 +34,10 @@ inline at::Tensor pointwise_raw(const at::Tensor& x_view, Layout layout, const a
   return y.view({N, c_out, H, W});
 }
 
-// Elements between consecutive pixels (NHWC) or images (NCHW) of a dense tensor or a channel slice.
-inline int64_t branch_stride(const at::Tensor& t, Layout layout) {
-  return layout == Layout::NHWC ? t.stride(3) : t.stride(0);
+// The stem, maxpool3x3/2(relu(conv3x3/2(x) + bias)), in ATen ops: what the backends without a kernel
+// of their own for it (and every dtype but the CPU engine's float32) compute.
+inline at::Tensor stem_composite(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return at::max_pool2d(at::relu(at::conv2d(x, weight, bias, 2, 1)), 3, 2, 1);
 }
 
 }  // namespace shufflekernels
