@@ -13,6 +13,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "index_math.h"
 
@@ -169,6 +171,64 @@ inline int64_t check_down_unit(const at::Tensor& x, const at::Tensor& dw1_w, con
   check_dw_params(op, "dw2_weight", "dw2_bias", x, dw2_w, dw2_b, cb);
   check_pw_params(op, "pw2_weight", "pw2_bias", x, pw2_w, pw2_b, cb, cb);
   return cb;
+}
+
+// The whole network: each parameter's shape follows from those before it (reference.shufflenet's order).
+inline void check_shufflenet(const at::Tensor& x, at::TensorList params, at::IntArrayRef stage_repeats) {
+  const char* op = "shufflenet";
+  check_activation(op, "x", x);
+  check_spatial(op, x);
+  bool positive = !stage_repeats.empty();
+  int64_t count = 2 + 4;
+  for (int64_t r : stage_repeats) {
+    positive = positive && r >= 1;
+    count += 10 + 6 * (r - 1);
+  }
+  TORCH_CHECK_VALUE(positive, "shufflekernels.shufflenet: argument 'stage_repeats' expected at least one stage, ",
+                    "each of at least one unit, got ", stage_repeats);
+  TORCH_CHECK_VALUE(static_cast<int64_t>(params.size()) == count,
+                    "shufflekernels.shufflenet: argument 'params' expected ", count, " tensors for stage_repeats ",
+                    stage_repeats, ", got ", params.size());
+  auto name = [](size_t i) { return "params[" + std::to_string(i) + "]"; };
+  auto expect = [&](size_t i, at::IntArrayRef shape) { check_like(op, name(i), params[i], "x", x, shape); };
+  auto width = [&](size_t i) {  // output channels of the weight at params[i], which set the shapes after it
+    check_rank(op, name(i), params[i], 4);
+    return params[i].size(0);
+  };
+  int64_t c = width(0);
+  expect(0, {c, x.size(1), 3, 3});
+  expect(1, {c});
+  size_t i = 2;
+  for (int64_t r : stage_repeats) {
+    const int64_t b = width(i + 2);  // the down unit's pw3: its branch width
+    for (const auto& [k, shape] : std::initializer_list<std::pair<size_t, std::vector<int64_t>>>{{0, {c, 1, 3, 3}},
+                                                                                                 {1, {c}},
+                                                                                                 {2, {b, c, 1, 1}},
+                                                                                                 {3, {b}},
+                                                                                                 {4, {b, c, 1, 1}},
+                                                                                                 {5, {b}},
+                                                                                                 {6, {b, 1, 3, 3}},
+                                                                                                 {7, {b}},
+                                                                                                 {8, {b, b, 1, 1}},
+                                                                                                 {9, {b}}}) {
+      expect(i + k, shape);
+    }
+    i += 10;
+    c = 2 * b;
+    for (int64_t u = 1; u < r; ++u) {
+      for (const auto& [k, shape] : std::initializer_list<std::pair<size_t, std::vector<int64_t>>>{
+               {0, {b, b, 1, 1}}, {1, {b}}, {2, {b, 1, 3, 3}}, {3, {b}}, {4, {b, b, 1, 1}}, {5, {b}}}) {
+        expect(i + k, shape);
+      }
+      i += 6;
+    }
+  }
+  const int64_t c5 = width(i);
+  expect(i, {c5, c, 1, 1});
+  expect(i + 1, {c5});
+  const int64_t classes = width(i + 2);
+  expect(i + 2, {classes, c5, 1, 1});
+  expect(i + 3, {classes});
 }
 
 // ---------------------------------------------------------------------------------------------------

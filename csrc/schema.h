@@ -33,6 +33,10 @@ inline void define_op_schemas(torch::Library& m) {
       "down_unit(Tensor x, Tensor dw1_weight, Tensor dw1_bias, Tensor pw3_weight, Tensor pw3_bias, "
       "Tensor pw1_weight, Tensor pw1_bias, Tensor dw2_weight, Tensor dw2_bias, Tensor pw2_weight, "
       "Tensor pw2_bias) -> Tensor");
+  // The whole network on folded parameters (docs/design.md, "The whole network"): stem, per stage a
+  // down unit and repeats - 1 split units, conv5, global mean, classifier; params flat, in that order
+  // (the classifier's weight as a 1x1 conv). Returns logits [N, classes].
+  m.def("shufflenet(Tensor x, Tensor[] params, int[] stage_repeats) -> Tensor");
 }
 
 // Hints: ops outside the op contract, which change how the kernels work but never what they compute.

@@ -48,7 +48,7 @@ NATIVE_LOADED = LOAD_ERROR is None
 DEFINED_OPS: frozenset[str] = frozenset(op for op in OPS if NATIVE_LOADED and registry.defined_in(registry.NATIVE_NS, op))
 
 # shufflekernels::prepack(weights): not an op of the contract but a hint to the CPU kernels that they
-# may keep packed copies of these 1x1 weights (csrc/cpu/packed_weights.h).
+# may keep packed copies of these 1x1 weights (csrc/cpu/packed_weights.cpp).
 PREPACK_DEFINED: bool = NATIVE_LOADED and registry.defined_in(registry.NATIVE_NS, "prepack")
 
 

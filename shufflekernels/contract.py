@@ -94,8 +94,9 @@ def check_pw_params(op: str, names: tuple[str, str], x: Tensor, weight: object, 
     check_like(op, names[1], bias, "x", x, (c_out,))
 
 
-def check_inference(op: str, tensors: Sequence[Tensor | None]) -> None:
-    """The ops without a backward refuse inputs that would need one."""
+def check_inference(op: str, args: Sequence[object]) -> None:
+    """The ops without a backward refuse inputs (lists of them too) that would need one."""
+    tensors = [t for a in args for t in (a if isinstance(a, (list, tuple)) else [a])]
     if torch.is_grad_enabled() and any(isinstance(t, Tensor) and t.requires_grad for t in tensors):
         raise RuntimeError(
             f"shufflekernels.{op} is inference-only (it has no backward), but an input requires grad "
@@ -121,5 +122,7 @@ def output_memory_format(x: Tensor) -> torch.memory_format:
 
 
 def empty_output(like: Tensor, shape: Sequence[int]) -> Tensor:
-    """An uninitialised output of ``shape`` in the memory format the contract gives it for input ``like``."""
-    return torch.empty(tuple(shape), dtype=like.dtype, device=like.device, memory_format=output_memory_format(like))
+    """An uninitialised output of ``shape`` in the memory format the contract gives it for input ``like``
+    (an activation; outputs of other ranks, such as logits, are contiguous)."""
+    fmt = output_memory_format(like) if len(shape) == 4 else torch.contiguous_format
+    return torch.empty(tuple(shape), dtype=like.dtype, device=like.device, memory_format=fmt)

@@ -7,6 +7,11 @@ The logits equal the source model's in eval mode.
 Memory format: the network runs channels_last inside (decided here, once, for any input layout): a
 1x1 conv is then a GEMM on ``[N*H*W, C]``, the depthwise conv vectorises across channels and the
 shuffle is a per-pixel interleave.
+
+On the native backend the whole forward is one op, ``shufflenet`` (docs/design.md, "The whole
+network"): on the CPU it runs every layer in one parallel region from a plan the kernels make once
+per set of weights; on CUDA it runs the layer ops one after another. The other backends run the
+layer ops from Python.
 """
 
 from __future__ import annotations
@@ -22,11 +27,6 @@ from . import reference as _reference
 from .reference import fold_bn
 
 __all__ = ["FusedShuffleNetV2"]
-
-# Images per chunk of a large CPU batch: enough for every thread to run whole images (see the CPU
-# units), few enough that a chunk's activations stay in cache.
-_CPU_CHUNK = 8
-
 
 def _tap_major(weight: Tensor) -> Tensor:
     """A depthwise weight [C, 1, 3, 3] with the same values, stored as [9][C] (one tap's weights
@@ -228,12 +228,9 @@ class FusedShuffleNetV2(nn.Module):
                 "shufflekernels.FusedShuffleNetV2 is inference-only, but its input requires grad under grad mode; "
                 "call it under torch.no_grad() or torch.inference_mode()"
             )
-        x = x.contiguous(memory_format=torch.channels_last)
-        if x.device.type == "cpu" and x.shape[0] > _CPU_CHUNK and self._units_native(x.device):
-            # A large batch runs in chunks whose activations stay in the CPU's caches between layers
-            # (64 images of x0.5 make 19 MB per layer, past a 32 MB L3 once two layers are live).
-            return torch.cat([self._forward_channels_last(chunk) for chunk in x.split(_CPU_CHUNK)])
-        return self._forward_channels_last(x)
+        if ops.resolve_backend("shufflenet", self.backend, x.device) == "native":
+            return _native_ops.shufflenet.default(x, self._network_params, self.stage_lengths)
+        return self._forward_channels_last(x.contiguous(memory_format=torch.channels_last))
 
     def _forward_channels_last(self, x: Tensor) -> Tensor:
         # The stem has no Triton kernel (it is not one of the fused families): under backend="triton"
@@ -260,9 +257,15 @@ class FusedShuffleNetV2(nn.Module):
         return self
 
     def _prepack(self) -> None:
-        """Lets the CPU kernels keep panel-packed copies of the 1x1 weights. These buffers change only
+        """Lists the folded parameters in the order of the ``shufflenet`` op (reference.shufflenet), once
+        per set of buffers (load_state_dict writes into them in place; .to() and the like replace them),
+        and lets the CPU kernels keep panel-packed copies of the 1x1 weights. These buffers change only
         through torch (load_state_dict, in-place ops), whose version counter the kernels check; writes
         that bypass it (through .data or numpy) are not supported on a fused model."""
+        unit_params = [t for unit in self.units for t in unit.params()]
+        self._network_params = [self.conv1_weight, self.conv1_bias, *unit_params, self.conv5_weight,
+                                self.conv5_bias, self.fc_weight, self.fc_bias]  # fmt: skip
+
         if _library.PREPACK_DEFINED:
             torch.ops.shufflekernels.prepack([t for name, t in self.named_buffers() if _is_one_by_one(name)])
 

@@ -57,7 +57,8 @@ def call(name: str, *args, backend: Backend = "auto") -> Tensor:
 
 
 # Schema types (as torch prints them) -> the wrapper's annotations.
-_ANNOTATIONS = {"Tensor": Tensor, "Optional[Tensor]": Optional[Tensor], "List[Tensor]": Sequence[Tensor], "int": int, "bool": bool}
+_ANNOTATIONS = {"Tensor": Tensor, "Optional[Tensor]": Optional[Tensor], "List[Tensor]": Sequence[Tensor], "List[int]": Sequence[int], "int": int,
+                "bool": bool}
 
 
 def _wrapper(spec: registry.OpSpec):

@@ -377,8 +377,86 @@ DOWN_UNIT = OpSpec(
     triton="units:down_unit",
 )
 
+def check_shufflenet(x: Tensor, params: Sequence[Tensor], stage_repeats: Sequence[int]) -> None:
+    op = "shufflenet"
+    check_activation(op, "x", x)
+    check_spatial(op, x)
+    if isinstance(stage_repeats, (str, bytes)) or not isinstance(stage_repeats, (list, tuple)):
+        fail(op, "stage_repeats", "a list of ints", type(stage_repeats).__name__, TypeError)
+    for r in stage_repeats:
+        check_int(op, "stage_repeats", r)
+    if len(stage_repeats) == 0 or min(stage_repeats) < 1:
+        fail(op, "stage_repeats", "at least one stage, each of at least one unit", list(stage_repeats))
+    if isinstance(params, Tensor) or not isinstance(params, (list, tuple)):
+        fail(op, "params", "a list or tuple of tensors", type(params).__name__, TypeError)
+    count = ref.shufflenet_param_count(stage_repeats)
+    if len(params) != count:
+        fail(op, "params", f"{count} tensors for stage_repeats {list(stage_repeats)}", len(params))
+
+    def expect(i: int, *shape: int) -> None:
+        check_like(op, f"params[{i}]", params[i], "x", x, shape)
+
+    def width(i: int) -> int:  # output channels of the weight at params[i], which sets the shapes after it
+        check_tensor(op, f"params[{i}]", params[i])
+        check_rank(op, f"params[{i}]", params[i], 4)
+        return params[i].shape[0]
+
+    c = width(0)
+    expect(0, c, x.shape[1], 3, 3), expect(1, c)
+    i = 2
+    for repeats in stage_repeats:
+        b = width(i + 2)  # the down unit's pw3: its branch width
+        for k, shape in enumerate([(c, 1, 3, 3), (c,), (b, c, 1, 1), (b,), (b, c, 1, 1), (b,), (b, 1, 3, 3), (b,),
+                                   (b, b, 1, 1), (b,)]):  # fmt: skip
+            expect(i + k, *shape)
+        i, c = i + 10, 2 * b
+        for _ in range(repeats - 1):
+            for k, shape in enumerate([(b, b, 1, 1), (b,), (b, 1, 3, 3), (b,), (b, b, 1, 1), (b,)]):
+                expect(i + k, *shape)
+            i += 6
+    c5 = width(i)
+    expect(i, c5, c, 1, 1), expect(i + 1, c5)
+    classes = width(i + 2)
+    expect(i + 2, classes, c5, 1, 1), expect(i + 3, classes)
+
+
+def _shufflenet_args(case: tuple, gen: torch.Generator) -> tuple:
+    n, h, w, c0, c1, c2, c3, c5, classes, *repeats = case
+    params = [_rand(gen, c0, 3, 3, 3, scale=1 / 3**1.5), _rand(gen, c0, scale=0.5)]
+    c = c0
+    for stage_out, r in zip((c1, c2, c3), repeats):
+        b = stage_out // 2
+        params += [*_dw(gen, c), *_pw(gen, b, c), *_pw(gen, b, c), *_dw(gen, b), *_pw(gen, b, b)]
+        for _ in range(r - 1):
+            params += [*_pw(gen, b, b), *_dw(gen, b), *_pw(gen, b, b)]
+        c = stage_out
+    params += [*_pw(gen, c5, c), *_pw(gen, classes, c5)]
+    return _rand(gen, n, 3, h, w), params, list(repeats)
+
+
+SHUFFLENET = OpSpec(
+    name="shufflenet",
+    schema="shufflenet(Tensor x, Tensor[] params, int[] stage_repeats) -> Tensor",
+    doc="""The whole ShuffleNetV2 forward on folded parameters, in one call: stem, the units of each stage,
+    conv5, global mean and classifier (what FusedShuffleNetV2 runs).
+
+    x: ``[N, 3, H, W]``; params: flat, as ``reference.shufflenet`` documents (conv1, every unit in order,
+    conv5, the classifier as a 1x1 conv ``[classes, C5, 1, 1]``); stage_repeats: units per stage
+    (``[4, 8, 4]``). Returns logits ``[N, classes]``. On the CPU it runs as one parallel region over a
+    plan made once per set of weights. Inference-only.""",
+    check=check_shufflenet,
+    out_shape=lambda x, params, stage_repeats: (x.shape[0], params[-1].shape[0]),
+    reference=ref.shufflenet,
+    make_args=_shufflenet_args,
+    case_doc="(N, H, W, C_stem, C_stage2, C_stage3, C_stage4, C_conv5, classes, repeats...)",
+    example_case=(2, 64, 48, 24, 116, 232, 464, 1024, 1000, 4, 8, 4),
+    kind="gemm",
+    backends=frozenset({"native"}),
+)
+
 OPS: dict[str, OpSpec] = {
-    spec.name: spec for spec in (CHANNEL_SHUFFLE, SHUFFLE_CAT, DWCONV3X3, POINTWISE, STEM, SPLIT_UNIT, DOWN_UNIT)
+    spec.name: spec
+    for spec in (CHANNEL_SHUFFLE, SHUFFLE_CAT, DWCONV3X3, POINTWISE, STEM, SPLIT_UNIT, DOWN_UNIT, SHUFFLENET)
 }
 
 

@@ -50,6 +50,19 @@ def _down(x=None, **override):
     return tuple(args.values())
 
 
+x3 = torch.randn(2, 3, 16, 16)
+
+
+def _net(replace: dict | None = None):
+    """shufflenet arguments for a two-stage network (stage_repeats [1, 2]: 32 tensors), with some
+    parameters replaced (by index)."""
+    args = registry.OPS["shufflenet"].make_args((2, 16, 16, 4, 8, 16, 0, 16, 5, 1, 2), torch.Generator().manual_seed(0))
+    params = list(args[1])
+    for i, t in (replace or {}).items():
+        params[i] = t
+    return x3, params, args[2]
+
+
 # Reasons a case cannot reach a path: the dispatcher's own argument parsing refuses it first.
 SCHEMA_REFUSES = "the dispatcher's schema parsing refuses it before any kernel runs"
 NO_TENSOR = "with no tensor the dispatcher has no device to dispatch on and raises first"
@@ -98,6 +111,14 @@ BAD_INPUTS = {
     "down_unit pw3 in-channels": ("down_unit", lambda: _down(pw3_weight=torch.randn(4, 6, 1, 1)), ValueError, "pw3_weight", {}),
     "down_unit pw1 rank": ("down_unit", lambda: _down(pw1_weight=torch.randn(4, 8)), ValueError, "pw1_weight", {}),
     "down_unit pw2 bias": ("down_unit", lambda: _down(pw2_bias=torch.randn(3)), ValueError, "pw2_bias", {}),
+    "shufflenet a tensor short": ("shufflenet", lambda: (x3, _net()[1][:-1], [1, 2]), ValueError, "params", {}),
+    "shufflenet no stages": ("shufflenet", lambda: (x3, _net()[1], []), ValueError, "stage_repeats", {}),
+    "shufflenet an empty stage": ("shufflenet", lambda: (x3, _net()[1], [1, 0]), ValueError, "stage_repeats", {}),
+    "shufflenet stage2 pw1 in-channels": ("shufflenet", lambda: _net(replace={6: torch.randn(4, 5, 1, 1)}), ValueError, "params[6]", {}),
+    "shufflenet split unit dw bias": ("shufflenet", lambda: _net(replace={25: torch.randn(3)}), ValueError, "params[25]", {}),
+    "shufflenet classifier 2-D": ("shufflenet", lambda: _net(replace={-2: torch.randn(5, 16)}), ValueError, "params[30]", {}),
+    "shufflenet float64 conv5": ("shufflenet", lambda: _net(replace={-4: torch.randn(16, 16, 1, 1).double()}), TypeError, "params[28]", {}),
+    "shufflenet repeats not ints": ("shufflenet", lambda: (x3, _net()[1], [1.0, 2.0]), TypeError, "stage_repeats", {"native": SCHEMA_REFUSES}),
 }
 
 

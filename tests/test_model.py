@@ -124,7 +124,8 @@ def test_compile_fullgraph_and_export():
         assert_logits_match(compiled(x), expected)
     exported = torch.export.export(fused, (x,))
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
-    assert {"shufflekernels.split_unit.default", "shufflekernels.down_unit.default"} <= targets
+    # On the native backend the whole forward is one op (its fake gives the logits' shape).
+    assert "shufflekernels.shufflenet.default" in targets
     with torch.inference_mode():
         assert_logits_match(exported.module()(x), expected)
 

@@ -38,7 +38,6 @@ def _namespace_ops(namespace: str) -> set[str]:
 NOT_IN_THE_CONTRACT = {
     registry.NATIVE_NS: {"prepack": "a hint to the CPU kernels (keep packed weights), with no result"},
     registry.EMULATED_NS: {
-        "prepack": "the hint, so a model calls the emulated library as it calls the native one",
         "launch_log": "test hook of the emulation",
         "force_wide_index": "test hook of the emulation",
     },

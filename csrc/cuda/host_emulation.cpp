@@ -28,6 +28,7 @@ std::string g_launch_log;
 
 class HostExec {
  public:
+  static constexpr const char* kLibrary = "shufflekernels_cuda_emulated";
   explicit HostExec(const c10::Device&) {}
 
   template <class Body, typename index_t>

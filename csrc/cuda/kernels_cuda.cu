@@ -28,6 +28,7 @@ __global__ void run_body(const Body body, index_t items) {
 
 class CudaExec {
  public:
+  static constexpr const char* kLibrary = "shufflekernels";
   explicit CudaExec(const c10::Device& device) : guard_(device), stream_(c10::cuda::getCurrentCUDAStream()) {}
 
   template <class Body, typename index_t>

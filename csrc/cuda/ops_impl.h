@@ -4,7 +4,7 @@
 //
 // Exec(device) holds what a launch needs (device guard, stream); exec.run(body, items) runs body(i) for
 // every i < items; exec.index32(n) says whether 32-bit indices may be used for a launch whose largest
-// tensor has n elements.
+// tensor has n elements; Exec::kLibrary names the op library its kernels are registered in.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -19,6 +19,7 @@
 #include "../contract.h"
 #include "../index_math.h"
 #include "../layout.h"
+#include "../network_composite.h"
 #include "../unit_orchestration.h"
 #include "bodies.cuh"
 #include "plan.h"
@@ -263,6 +264,14 @@ Tensor down_unit_impl(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1
 
 // Every op of one library on one dispatch key, run by the executor Exec: the CUDA key of shufflekernels
 // (kernels_cuda.cu) and the CPU key of shufflekernels_cuda_emulated (host_emulation.cpp).
+// The whole network as the layer ops of this executor's library, one after another (CUDA graphs capture
+// it as one replay; the CPU runs it from a plan instead, csrc/cpu/network.cpp).
+template <class Exec>
+Tensor shufflenet_impl(const Tensor& x, at::TensorList params, at::IntArrayRef stage_repeats) {
+  check_shufflenet(x, params, stage_repeats);
+  return shufflenet_composite(Exec::kLibrary, x, params, stage_repeats);
+}
+
 template <class Exec>
 void register_ops(torch::Library& m) {
   m.impl("channel_shuffle", &channel_shuffle_impl<Exec>);
@@ -272,6 +281,7 @@ void register_ops(torch::Library& m) {
   m.impl("stem", &stem_impl<Exec>);
   m.impl("split_unit", &split_unit_impl<Exec>);
   m.impl("down_unit", &down_unit_impl<Exec>);
+  m.impl("shufflenet", &shufflenet_impl<Exec>);
 }
 
 }  // namespace shufflekernels::gpu

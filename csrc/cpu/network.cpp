@@ -1,0 +1,487 @@
+// The whole ShuffleNetV2 forward on the CPU in one call: the `shufflenet` op (docs/design.md, "The whole
+// network"), float32, any input layout.
+//
+// Called layer by layer, a batch-1 forward enters about 36 OpenMP parallel regions, makes about 19
+// dispatcher calls and allocates every activation; on a 2-core AVX2 machine the time between layers
+// was a third of the forward. Here a Plan, made once per set of weights, holds every weight in the
+// layout the engine reads (1x1 weights packed into GEMM panels, depthwise weights tap-major and padded,
+// the stem's weights per output-channel block), and one parallel region runs every layer:
+// - with at least one image per thread, each thread runs its images through the whole network alone,
+//   with no barrier (an image's activations stay in its core's caches);
+// - with fewer (batch 1), every layer is split across the threads, with a barrier only where a layer
+//   reads what another thread wrote.
+// Activations live in an arena the plan keeps, grown to the largest batch seen. A plan is remade when
+// any weight's version counter or data pointer changes, so in-place updates through torch are seen.
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <c10/core/StorageImpl.h>
+#include <omp.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "../contract.h"
+#include "../index_math.h"
+#include "../network_composite.h"
+#include "engine.h"
+#include "weights.h"
+
+namespace shufflekernels::cpu {
+namespace {
+
+using at::Tensor;
+
+// A 1x1 weight [Cout, Cin, 1, 1] (any strides) as the GEMM's panel-major B (GemmArgs::b_panel_stride).
+struct Panels {
+  std::vector<float> data;
+  int64_t c_out = 0, c_in = 0;
+  std::vector<float> bias;  // [Cout]
+
+  Panels() = default;
+  Panels(const Tensor& w, const Tensor& b) : c_out(w.size(0)), c_in(w.size(1)) {
+    const int64_t P = kPanelPad, panels = (c_out + P - 1) / P;
+    data.assign(panels * c_in * P, 0.f);
+    const auto wa = w.accessor<float, 4>();
+    for (int64_t n = 0; n < c_out; ++n)
+      for (int64_t k = 0; k < c_in; ++k) data[(n / P) * c_in * P + k * P + n % P] = wa[n][k][0][0];
+    const auto ba = b.accessor<float, 1>();
+    bias.resize(c_out);
+    for (int64_t n = 0; n < c_out; ++n) bias[n] = ba[n];
+  }
+  const float* at(int64_t n0) const { return data.data() + (n0 / kPanelPad) * c_in * kPanelPad + n0 % kPanelPad; }
+  int64_t panel_stride() const { return c_in * kPanelPad; }
+};
+
+// A depthwise weight [C, 1, 3, 3] tap-major [9][Cp] and its bias [Cp], zero-padded from C to Cp.
+struct Taps {
+  std::vector<float> w9, bias;
+  Taps() = default;
+  Taps(const Tensor& w, const Tensor& b, int64_t Cp) : w9(9 * Cp, 0.f), bias(Cp, 0.f) {
+    const auto wa = w.accessor<float, 4>();
+    const auto ba = b.accessor<float, 1>();
+    for (int64_t c = 0; c < w.size(0); ++c) {
+      for (int64_t t = 0; t < 9; ++t) w9[t * Cp + c] = wa[c][0][t / 3][t % 3];
+      bias[c] = ba[c];
+    }
+  }
+};
+
+struct UnitPlan {
+  bool down;
+  int64_t c_in, B;       // input channels; branch channels (the output has 2B)
+  Panels pw1, pw2, pw3;  // pw3: the down unit's branch 1
+  Taps dw1, dw2;         // dw1: the down unit's branch 1, over x itself (unpadded); dw2 over the padded t1
+};
+
+// Where one call's layers put their outputs, for an image of H x W.
+struct Geometry {
+  struct Unit {
+    int64_t H, W, Ho, Wo;
+  };
+  int64_t H, W, Hc, Wc, Hp, Wp;  // input, stem conv, stem pool
+  std::vector<Unit> units;
+  int64_t H5, W5;                                          // conv5
+  int64_t act_floats = 0, t1_floats = 0, band_floats = 0;  // per image (scratch: per band task)
+};
+
+// Output rows per task of a unit's second pass: about 96 pixels, so that its intermediates stay in L1/L2
+// and a batch-1 image still makes several tasks per thread.
+inline int64_t band_rows(int64_t Ho, int64_t Wo) { return std::clamp<int64_t>(96 / std::max<int64_t>(Wo, 1), 1, Ho); }
+
+// Bands of a unit's output rows: whole bands of at most band_rows rows, a multiple of the threads that
+// share one image.
+inline int64_t bands_of(int64_t Ho, int64_t Wo, int T) {
+  const int64_t bands = (Ho + band_rows(Ho, Wo) - 1) / band_rows(Ho, Wo);
+  return std::min<int64_t>(Ho, (bands + T - 1) / T * T);
+}
+
+class Plan {
+ public:
+  Plan(const Tensor& x, at::TensorList params, at::IntArrayRef repeats) {
+    const int64_t c_in = x.size(1);
+    stem_cout_ = params[0].size(0);
+    stem_cpad_ = round_up(stem_cout_, kernels().stem_channel_block);
+    stem_w_.assign(c_in * 9 * stem_cpad_, 0.f);
+    stem_b_.assign(stem_cpad_, 0.f);
+    const auto w = params[0].accessor<float, 4>();
+    const auto b = params[1].accessor<float, 1>();
+    for (int64_t co = 0; co < stem_cout_; ++co) {
+      for (int64_t ci = 0; ci < c_in; ++ci)
+        for (int64_t t = 0; t < 9; ++t) stem_w_[(ci * 9 + t) * stem_cpad_ + co] = w[co][ci][t / 3][t % 3];
+      stem_b_[co] = b[co];
+    }
+    int64_t i = 2, c = stem_cout_;
+    for (int64_t r : repeats) {
+      for (int64_t u = 0; u < r; ++u) {
+        UnitPlan p;
+        p.down = u == 0;
+        p.c_in = c;
+        if (p.down) {
+          p.B = params[i + 4].size(0);
+          const int64_t Bs = round_up(p.B, kPanelPad);
+          p.dw1 = Taps(params[i], params[i + 1], c);
+          p.pw3 = Panels(params[i + 2], params[i + 3]);
+          p.pw1 = Panels(params[i + 4], params[i + 5]);
+          p.dw2 = Taps(params[i + 6], params[i + 7], Bs);
+          p.pw2 = Panels(params[i + 8], params[i + 9]);
+          i += 10;
+        } else {
+          p.B = c / 2;
+          p.pw1 = Panels(params[i], params[i + 1]);
+          p.dw2 = Taps(params[i + 2], params[i + 3], round_up(p.B, kPanelPad));
+          p.pw2 = Panels(params[i + 4], params[i + 5]);
+          i += 6;
+        }
+        c = 2 * p.B;
+        units_.push_back(std::move(p));
+      }
+    }
+    conv5_ = Panels(params[i], params[i + 1]);
+    fc_ = Panels(params[i + 2], params[i + 3]);
+    for (const Tensor& t : params) {
+      sources_.push_back({t.storage().getWeakStorageImpl(), t.const_data_ptr(), version_of(t)});
+    }
+  }
+
+  // Whether these are still the weights the plan was made from, unchanged.
+  bool matches(at::TensorList params) const {
+    if (params.size() != sources_.size()) return false;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const Source& s = sources_[i];
+      if (s.storage.expired() || s.data != params[i].const_data_ptr() || s.version != version_of(params[i]))
+        return false;
+    }
+    return true;
+  }
+
+  bool alive() const {
+    return std::none_of(sources_.begin(), sources_.end(), [](const Source& s) { return s.storage.expired(); });
+  }
+
+  const void* key() const { return sources_.empty() ? nullptr : sources_[0].data; }
+
+  Tensor forward(const Tensor& x) const;
+
+ private:
+  struct Source {
+    c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+    const void* data;
+    uint32_t version;
+  };
+  // Inference tensors have no version counter; the op contract refuses nothing for them, so a plan over
+  // them is checked by data pointer only (as the layer-by-layer kernels read them fresh each call).
+  static uint32_t version_of(const Tensor& t) {
+    return t.is_inference() ? 0 : t.unsafeGetTensorImpl()->version_counter().current_version();
+  }
+
+  Geometry geometry(const Tensor& x) const;
+  struct Buffers;
+  void run(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const Buffers& buf, int t, int T, bool team,
+           float* logits) const;
+
+  int64_t stem_cout_ = 0, stem_cpad_ = 0;
+  std::vector<float> stem_w_, stem_b_;
+  std::vector<UnitPlan> units_;
+  Panels conv5_, fc_;
+  std::vector<Source> sources_;
+  mutable std::mutex arena_mutex_;
+  mutable std::vector<float> arena_;
+};
+
+Geometry Plan::geometry(const Tensor& x) const {
+  Geometry g;
+  g.H = x.size(2);
+  g.W = x.size(3);
+  g.Hc = dwconv3x3_out_size(g.H, 2);
+  g.Wc = dwconv3x3_out_size(g.W, 2);
+  g.Hp = dwconv3x3_out_size(g.Hc, 2);
+  g.Wp = dwconv3x3_out_size(g.Wc, 2);
+  int64_t H = g.Hp, W = g.Wp;
+  g.act_floats = H * W * stem_cout_;
+  for (const UnitPlan& u : units_) {
+    const int64_t Ho = u.down ? dwconv3x3_out_size(H, 2) : H, Wo = u.down ? dwconv3x3_out_size(W, 2) : W;
+    const int64_t Bs = round_up(u.B, kPanelPad), Cs = round_up(u.c_in, kPanelPad);
+    g.units.push_back({H, W, Ho, Wo});
+    g.act_floats = std::max(g.act_floats, Ho * Wo * 2 * u.B);
+    g.t1_floats = std::max(g.t1_floats, H * W * Bs);
+    const int64_t R = band_rows(Ho, Wo);
+    g.band_floats = std::max(g.band_floats, u.down ? R * Wo * (Cs + 3 * Bs) : 2 * R * Wo * Bs);
+    H = Ho;
+    W = Wo;
+  }
+  g.H5 = H;
+  g.W5 = W;
+  g.act_floats = std::max(g.act_floats, H * W * conv5_.c_out);
+  return g;
+}
+
+// Where a call's activations go: act[0]/act[1] ping-pong between layers, t1 holds a unit's first 1x1,
+// pooled the mean features, scratch a band task's intermediates (one per thread).
+struct Plan::Buffers {
+  float* act[2];
+  float* t1;
+  float* pooled;
+  float* scratch;  // per thread: band_floats + stem scratch
+  int64_t scratch_floats;
+};
+
+// [begin, end) of `items` for thread t of T.
+inline std::pair<int64_t, int64_t> share(int64_t items, int t, int T) { return {items * t / T, items * (t + 1) / T}; }
+
+// Thread t's part of out = act(A @ B + bias) over `rows` rows: by rows where every thread gets enough
+// of them for whole micro-tiles, else (the small late-stage maps at batch 1) by output-channel panels.
+void gemm_share(const Kernels& k, const float* A, int64_t lda, const Panels& w, float* out, int64_t ldc, int64_t rows,
+                bool relu, bool store_padding, int t, int T) {
+  constexpr int64_t kMinRowsPerThread = 48;
+  if (T > 1 && rows < T * kMinRowsPerThread) {
+    const auto [p0, p1] = share((w.c_out + kPanelPad - 1) / kPanelPad, t, T);
+    const int64_t n0 = p0 * kPanelPad, n1 = std::min(w.c_out, p1 * kPanelPad);
+    if (n1 > n0)
+      k.gemm({A, lda, w.at(n0), kPanelPad, out + n0, ldc, rows, n1 - n0, w.c_in, w.bias.data() + n0, relu,
+              store_padding, w.panel_stride()});
+    return;
+  }
+  const auto [r0, r1] = share(rows, t, T);
+  if (r1 > r0)
+    k.gemm({A + r0 * lda, lda, w.data.data(), kPanelPad, out + r0 * ldc, ldc, r1 - r0, w.c_out, w.c_in, w.bias.data(),
+            relu, store_padding, w.panel_stride()});
+}
+
+void Plan::run(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const Buffers& buf, int t, int T, bool team,
+               float* logits) const {
+  const Kernels& k = kernels();
+  const int64_t N = n1 - n0;
+  auto sync = [&] {
+    if (team) {
+#pragma omp barrier
+    }
+  };
+  float* scratch = buf.scratch + t * buf.scratch_floats;
+  float* in = buf.act[0];
+  float* out = buf.act[1];
+
+  // Stem: bands of pooled rows, as many as threads.
+  {
+    const int64_t bands = std::min<int64_t>(g.Hp, T);
+    const auto [s0, s1] = share(N * bands, t, T);
+    for (int64_t task = s0; task < s1; ++task) {
+      const int64_t n = task / bands, band = task % bands;
+      StemArgs a{x.const_data_ptr<float>() + (n0 + n) * x.stride(0),
+                 x.stride(1),
+                 x.stride(2),
+                 x.stride(3),
+                 x.size(1),
+                 g.H,
+                 g.W,
+                 stem_w_.data(),
+                 stem_b_.data(),
+                 stem_cout_,
+                 stem_cpad_,
+                 g.Hc,
+                 g.Wc,
+                 g.Hp,
+                 g.Wp,
+                 g.Hp * band / bands,
+                 g.Hp * (band + 1) / bands,
+                 scratch + g.band_floats,
+                 in + n * g.act_floats};
+      k.stem(a);
+    }
+    sync();
+  }
+
+  for (size_t ui = 0; ui < units_.size(); ++ui) {
+    const UnitPlan& u = units_[ui];
+    const Geometry::Unit& s = g.units[ui];
+    const int64_t C = u.c_in, B = u.B, Bs = round_up(B, kPanelPad), Cs = round_up(C, kPanelPad);
+    const int64_t H = s.H, W = s.W, Ho = s.Ho, Wo = s.Wo;
+    // Pass 1: t1 = relu(pw1(x2)) (split unit: x2 is each pixel's second half) or relu(pw1(x)) (down
+    // unit), over every pixel of the images, rows Bs floats apart. Images are act_floats apart.
+    for (int64_t n = 0; n < N; ++n) {
+      const float* xin = in + n * g.act_floats + (u.down ? 0 : B);
+      gemm_share(k, xin, C, u.pw1, buf.t1 + n * g.t1_floats, Bs, H * W, true, true, t, T);
+    }
+    sync();
+    // Pass 2: bands of output rows; every intermediate in this thread's scratch.
+    const int64_t bands = bands_of(Ho, Wo, T), R = band_rows(Ho, Wo);
+    const auto [b0, b1] = share(N * bands, t, T);
+    for (int64_t task = b0; task < b1; ++task) {
+      const int64_t n = task / bands, h0 = Ho * (task % bands) / bands, h1 = Ho * (task % bands + 1) / bands;
+      if (h1 == h0) continue;
+      const float* t1 = buf.t1 + n * g.t1_floats;
+      const float* xi = in + n * g.act_floats;
+      float* o = out + n * g.act_floats;
+      const int64_t pixels = (h1 - h0) * Wo;
+      if (!u.down) {
+        float* d = scratch;
+        float* y = scratch + R * W * Bs;
+        for (int64_t h = h0; h < h1; ++h) {
+          k.dw_row(
+              {{h > 0 ? t1 + (h - 1) * W * Bs : nullptr, t1 + h * W * Bs, h + 1 < H ? t1 + (h + 1) * W * Bs : nullptr},
+               Bs,
+               W,
+               W,
+               Bs,
+               1,
+               u.dw2.w9.data(),
+               u.dw2.bias.data(),
+               d + (h - h0) * W * Bs,
+               Bs});
+        }
+        k.gemm({d, Bs, u.pw2.data.data(), kPanelPad, y, Bs, pixels, B, B, u.pw2.bias.data(), true, false,
+                u.pw2.panel_stride()});
+        k.interleave({xi + h0 * W * C, C, y, Bs, B, pixels, o + h0 * W * C});
+        continue;
+      }
+      float* d1 = scratch;
+      float* d2 = d1 + R * Wo * Cs;
+      float* y1 = d2 + R * Wo * Bs;
+      float* y2 = y1 + R * Wo * Bs;
+      auto row = [&](const float* image, int64_t stride_px, int64_t r) -> const float* {
+        return r >= 0 && r < H ? image + r * W * stride_px : nullptr;
+      };
+      for (int64_t oh = h0; oh < h1; ++oh) {
+        const int64_t ih = 2 * oh - 1;  // first input row of the window
+        k.dw_row({{row(xi, C, ih), row(xi, C, ih + 1), row(xi, C, ih + 2)},
+                  C,
+                  W,
+                  Wo,
+                  C,
+                  2,
+                  u.dw1.w9.data(),
+                  u.dw1.bias.data(),
+                  d1 + (oh - h0) * Wo * Cs,
+                  Cs});
+        k.dw_row({{row(t1, Bs, ih), row(t1, Bs, ih + 1), row(t1, Bs, ih + 2)},
+                  Bs,
+                  W,
+                  Wo,
+                  Bs,
+                  2,
+                  u.dw2.w9.data(),
+                  u.dw2.bias.data(),
+                  d2 + (oh - h0) * Wo * Bs,
+                  Bs});
+      }
+      k.gemm({d1, Cs, u.pw3.data.data(), kPanelPad, y1, Bs, pixels, B, C, u.pw3.bias.data(), true, false,
+              u.pw3.panel_stride()});
+      k.gemm({d2, Bs, u.pw2.data.data(), kPanelPad, y2, Bs, pixels, B, B, u.pw2.bias.data(), true, false,
+              u.pw2.panel_stride()});
+      k.interleave({y1, Bs, y2, Bs, B, pixels, o + h0 * Wo * 2 * B});
+    }
+    sync();
+    std::swap(in, out);
+  }
+
+  // conv5 (1x1 + bias + ReLU), then the global mean and the classifier.
+  const int64_t C4 = units_.back().B * 2, C5 = conv5_.c_out, HW5 = g.H5 * g.W5;
+  for (int64_t n = 0; n < N; ++n)
+    gemm_share(k, in + n * g.act_floats, C4, conv5_, out + n * g.act_floats, C5, HW5, true, false, t, T);
+  sync();
+  {
+    const auto [c0, c1] = share(C5, t, T);
+    for (int64_t n = 0; n < N; ++n) {
+      const float* feat = out + n * g.act_floats;
+      float* pooled = buf.pooled + n * C5;
+      for (int64_t c = c0; c < c1; ++c) pooled[c] = 0.f;
+      for (int64_t p = 0; p < HW5; ++p)
+        for (int64_t c = c0; c < c1; ++c) pooled[c] += feat[p * C5 + c];
+      for (int64_t c = c0; c < c1; ++c) pooled[c] /= static_cast<float>(HW5);
+    }
+  }
+  sync();
+  gemm_share(k, buf.pooled, C5, fc_, logits + n0 * fc_.c_out, fc_.c_out, N, false, false, t, T);
+}
+
+Tensor Plan::forward(const Tensor& x) const {
+  const int64_t N = x.size(0);
+  Tensor logits = at::empty({N, fc_.c_out}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  if (N == 0) return logits;
+  const Geometry g = geometry(x);
+  const int T = std::max(1, at::get_num_threads());
+  // With at least one image per thread, each thread keeps its own buffers for one image at a time.
+  const bool team = N < T;
+  const int64_t images = team ? N : T;  // images whose activations are live at once
+  const int64_t stem_scratch = 3 * g.Wc * stem_cpad_;
+  Buffers buf{};
+  buf.scratch_floats = g.band_floats + stem_scratch;
+  const int64_t C5 = conv5_.c_out;
+  const int64_t floats = images * (2 * g.act_floats + g.t1_floats + C5) + T * buf.scratch_floats;
+  // The arena is reused across calls; a call that finds it busy (another thread forwarding through the
+  // same model) takes a buffer of its own.
+  std::unique_lock<std::mutex> lock(arena_mutex_, std::try_to_lock);
+  std::vector<float> own;
+  std::vector<float>& arena = lock.owns_lock() ? arena_ : own;
+  if (static_cast<int64_t>(arena.size()) < floats) arena.resize(floats);
+  float* p = arena.data();
+  buf.act[0] = p;
+  buf.act[1] = p + images * g.act_floats;
+  buf.t1 = p + 2 * images * g.act_floats;
+  buf.pooled = buf.t1 + images * g.t1_floats;
+  buf.scratch = buf.pooled + images * C5;
+  float* out = logits.data_ptr<float>();
+
+#pragma omp parallel num_threads(T)
+  {
+    const int t = omp_get_thread_num(), team_size = omp_get_num_threads();
+    if (team) {
+      run(x, g, 0, N, buf, t, team_size, true, out);
+    } else {
+      // Image n runs on thread n % team_size, in the buffers of that thread's slot.
+      Buffers mine = buf;
+      mine.act[0] += t * g.act_floats;
+      mine.act[1] += t * g.act_floats;
+      mine.t1 += t * g.t1_floats;
+      mine.pooled += t * C5;
+      mine.scratch += t * buf.scratch_floats;
+      mine.scratch_floats = 0;
+      for (int64_t n = t; n < N; n += team_size) run(x, g, n, n + 1, mine, 0, 1, false, out);
+    }
+  }
+  return logits;
+}
+
+// The plans of the models in use: few (a model per process, usually), so a short list searched by the
+// first weight's address; dead ones are dropped when a new plan is made.
+class Plans {
+ public:
+  std::shared_ptr<const Plan> get(const Tensor& x, at::TensorList params, at::IntArrayRef repeats) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& plan : plans_) {
+      if (plan->key() == params[0].const_data_ptr() && plan->matches(params)) return plan;
+    }
+    plans_.erase(std::remove_if(plans_.begin(), plans_.end(),
+                                [&](const std::shared_ptr<const Plan>& p) {
+                                  return !p->alive() || p->key() == params[0].const_data_ptr();
+                                }),
+                 plans_.end());
+    plans_.push_back(std::make_shared<const Plan>(x, params, repeats));
+    return plans_.back();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::shared_ptr<const Plan>> plans_;
+};
+
+Plans& plans() {
+  static Plans* const cache = new Plans();  // never destroyed: ops may run during exit
+  return *cache;
+}
+
+Tensor shufflenet_cpu(const Tensor& x, at::TensorList params, at::IntArrayRef stage_repeats) {
+  check_shufflenet(x, params, stage_repeats);
+  // The plan serves float32 weights it can read with accessors; anything else runs layer by layer.
+  const bool planned = x.scalar_type() == at::kFloat && x.is_cpu();
+  if (!planned) return shufflenet_composite("shufflekernels", x, params, stage_repeats);
+  return plans().get(x, params, stage_repeats)->forward(x);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(shufflekernels, CPU, m) { m.impl("shufflenet", &shufflenet_cpu); }
+
+}  // namespace shufflekernels::cpu
