@@ -230,8 +230,11 @@ def main() -> int:
     rig = Rig(args.rehearse)
     rows, notes = [], {}
     if args.append and (out_dir / "gpu_bench.json").exists():
-        saved = json.loads((out_dir / "gpu_bench.json").read_text())
-        rows, notes = saved["results"], saved.get("notes", {})
+        try:
+            saved = json.loads((out_dir / "gpu_bench.json").read_text())
+            rows, notes = saved["results"], saved.get("notes", {})
+        except (ValueError, KeyError):  # a run killed while writing it: its rows are in gpu_bench.md still
+            pass
     timer = "wall clock" if args.rehearse else "CUDA events"
     about = (f"{model_name(args.width, args.rehearse)}, {args.image}x{args.image} channels_last input, on {rig.name}, "
              f"torch {torch.__version__}: medians of {args.rounds} rounds of {args.iters} forwards ({timer}); "

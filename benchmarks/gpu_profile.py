@@ -25,10 +25,22 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 
-def _short(name: str, width: int = 100) -> str:
-    """Kernel names are whole C++ signatures: the part before the argument list says which one it is."""
-    name = name.split("(")[0] if not name.startswith("Memcpy") else name
-    return name if len(name) <= width else name[: width - 3] + "..."
+def kernel_name(name: str) -> str:
+    """A CUDA kernel's signature without its parameter list (the last balanced parentheses; an earlier
+    "(anonymous namespace)" is part of the name) and the return type."""
+    if name.endswith(")"):
+        depth = 0
+        for i in range(len(name) - 1, -1, -1):
+            depth += {")": 1, "(": -1}.get(name[i], 0)
+            if depth == 0:
+                name = name[:i].rstrip()
+                break
+    return name.removeprefix("void ").replace("(anonymous namespace)::", "")
+
+
+def _display(name: str, width: int = 120) -> str:
+    """Template arguments at the end often tell two instantiations apart: keep both ends."""
+    return name if len(name) <= width else f"{name[: width - 41]}...{name[-38:]}"
 
 
 def profile_once(rig: Rig, fn, x: torch.Tensor, emulated: bool) -> tuple[int | None, dict[str, list[float]]]:
@@ -48,7 +60,7 @@ def profile_once(rig: Rig, fn, x: torch.Tensor, emulated: bool) -> tuple[int | N
         return launches, kernels
     for event in prof.events():
         if event.device_type == DeviceType.CUDA:
-            kernels[_short(event.name)].append(event.time_range.elapsed_us())
+            kernels[kernel_name(event.name)].append(event.time_range.elapsed_us())
     return sum(len(t) for t in kernels.values()), kernels
 
 
@@ -125,7 +137,7 @@ def kernel_table(name: str, batch: int, kernels: dict[str, list[float]], top: in
     lines = [f"### {name}, batch {batch}", "", f"| kernel | launches | total {unit} | {unit} per launch | share |",
              "|---|---|---|---|---|"]
     for kernel, times in rows[:top]:
-        lines.append(f"| `{kernel}` | {len(times)} | {sum(times):.1f} | {sum(times) / len(times):.1f} | "
+        lines.append(f"| `{_display(kernel)}` | {len(times)} | {sum(times):.1f} | {sum(times) / len(times):.1f} | "
                      f"{100 * sum(times) / total:.1f}% |")
     rest = rows[top:]
     if rest:
