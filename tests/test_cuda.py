@@ -20,7 +20,7 @@ MODEL_TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 8e-
 
 @pytest.mark.parametrize("dtype", list(MODEL_TOLERANCE), ids=str)
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-@pytest.mark.parametrize("width", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize("width", [0.5, 1.0, 1.5, 2.0])
 def test_model_parity_cuda(width, layout, dtype):
     model = reference_model(width)
     x = torch.randn(4, 3, 224, 224)
@@ -62,8 +62,11 @@ def test_compile_cuda():
 def test_ops_follow_the_current_stream_and_device():
     x = torch.randn(2, 8, 16, 16, device="cuda")
     side = torch.cuda.Stream()
+    # x is written by a kernel on the current stream: without this wait the op may read it unfinished.
+    side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         out = sk.ops.channel_shuffle(x, 2, backend="native")
-    side.synchronize()
+    # out is read back on the current stream, which must in turn wait for the side stream's kernel.
+    torch.cuda.current_stream().wait_stream(side)
     assert out.device == x.device
     assert torch.equal(out.cpu(), sk.reference.channel_shuffle(x.cpu(), 2))

@@ -22,6 +22,7 @@ fails under TRITON_INTERPRET=1 set after that import (as a test module does); tl
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 import triton
@@ -49,8 +50,14 @@ def check_device(op: str, t: Tensor) -> None:
 
 def autotune_configs(tuned: list[triton.Config], interpreted: triton.Config) -> list[triton.Config]:
     """``tuned`` on a GPU; the single ``interpreted`` config under the interpreter, where timing a config
-    means running it in numpy: with one config the autotuner does not benchmark at all."""
-    return [interpreted] if interpreting() else tuned
+    means running it in numpy: with one config the autotuner does not benchmark at all.
+
+    ``SK_TRITON_AUTOTUNE=0`` (read when the kernels are defined) keeps only the first tuned config: one
+    compile per specialisation and no timing, for test runs where tuning would cost more than the tests.
+    """
+    if interpreting():
+        return [interpreted]
+    return tuned[:1] if os.environ.get("SK_TRITON_AUTOTUNE") == "0" else tuned
 
 
 def next_pow2(n: int, at_least: int = 16) -> int:
