@@ -228,7 +228,7 @@ class FusedShuffleNetV2(nn.Module):
                 "shufflekernels.FusedShuffleNetV2 is inference-only, but its input requires grad under grad mode; "
                 "call it under torch.no_grad() or torch.inference_mode()"
             )
-        if ops.resolve_backend("shufflenet", self.backend, x.device) == "native":
+        if self.backend in ("auto", "native") and "shufflenet" in _library.NATIVE_KERNELS.get(x.device.type, ()):
             return _native_ops.shufflenet.default(x, self._network_params, self.stage_lengths)
         return self._forward_channels_last(x.contiguous(memory_format=torch.channels_last))
 
