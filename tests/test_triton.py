@@ -266,6 +266,31 @@ def test_pointwise(layout, shape, dtype, relu):
     assert_same_format(out, x)
 
 
+def test_weights_read_in_their_stored_layout():
+    """The kernels read weights through their strides (nothing is copied into their layout per call):
+    the fused model's K-major 1x1 and tap-major depthwise weights (model._stored) give exactly what
+    contiguous ones give."""
+    from shufflekernels.model import _k_major, _tap_major
+
+    x, _ = _data(2, 24, 6, 5)
+    x = make_layout(x, "nhwc")
+    (w, b), _ = _pointwise_params(40, 24, torch.float32)
+    stored = _k_major(w)
+    assert not stored.is_contiguous()
+    torch.testing.assert_close(
+        sk.ops.pointwise(x, stored, b, backend="triton"), sk.ops.pointwise(x, w, b, backend="triton"), atol=0, rtol=0
+    )
+    dw, _ = _data(24, 1, 3, 3)
+    stored = _tap_major(dw)
+    assert not stored.is_contiguous()
+    torch.testing.assert_close(
+        sk.ops.dwconv3x3(x, stored, None, stride=2, backend="triton"),
+        sk.ops.dwconv3x3(x, dw, None, stride=2, backend="triton"),
+        atol=0,
+        rtol=0,
+    )
+
+
 def _pointwise_params(c_out: int, c_in: int, dtype):
     pairs = [_data(c_out, c_in, 1, 1, dtype=dtype, scale=c_in**-0.5), _data(c_out, dtype=dtype, scale=0.5)]
     return [p for p, _ in pairs], [p32 for _, p32 in pairs]
