@@ -29,6 +29,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .. import ops as _ops
+from ..reference import output_memory_format
 
 
 def interpreting() -> bool:
@@ -78,8 +79,16 @@ def channels_innermost(t: Tensor) -> bool:
 
 
 def empty_output(like: Tensor, shape) -> Tensor:
-    """The output buffer, in the memory format the op contract (and the fake impl) gives it."""
-    return _ops._empty_like_format(like, shape)
+    """The output buffer, with the strides the op contract (and the fake impl, ops._empty_like_format)
+    gives it, allocated in that format rather than allocated NCHW and copied into it (which
+    ``.contiguous(memory_format=...)`` of a fresh tensor does: an activation-sized copy per call)."""
+    fmt = output_memory_format(like)
+    out = like.new_empty(shape)
+    # Where the NCHW buffer already counts as contiguous in fmt (a 1x1 map, one channel),
+    # .contiguous() keeps it, so the contract's strides are these.
+    if out.is_contiguous(memory_format=fmt):
+        return out
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=fmt)
 
 
 def device_guard(t: Tensor):
