@@ -127,6 +127,24 @@ def test_permutation_gradients():
     assert all(torch.equal(g, w) for g, w in zip(got, want))
 
 
+def test_weights_read_in_their_stored_layout():
+    """The kernels read weights through their strides (nothing is copied into their layout per call):
+    the fused model's K-major 1x1 and tap-major depthwise weights (model._stored) give exactly what
+    contiguous ones give."""
+    from shufflekernels.model import _k_major, _tap_major
+
+    x, w, b, _ = make_inputs("pointwise", (2, 24, 6, 5, 40, True), dtype=torch.float32, device=DEVICE, layout="nhwc")
+    stored = _k_major(w)
+    assert not stored.is_contiguous()
+    assert torch.equal(sk.ops.pointwise(x, stored, b, backend="triton"), sk.ops.pointwise(x, w, b, backend="triton"))
+    dw = make_inputs("dwconv3x3", (2, 24, 6, 5, 2, False, False), dtype=torch.float32, device=DEVICE, layout="nhwc")[1]
+    stored = _tap_major(dw)
+    assert not stored.is_contiguous()
+    assert torch.equal(
+        sk.ops.dwconv3x3(x, stored, None, stride=2, backend="triton"), sk.ops.dwconv3x3(x, dw, None, stride=2, backend="triton")
+    )
+
+
 def test_units_read_non_contiguous_weights():
     # Weights that are views (as after slicing a larger checkpoint) are read by value, not by layout.
     args = make_inputs("split_unit", (1, 16, 4, 4), dtype=torch.float32, device=DEVICE, layout="nchw")

@@ -60,6 +60,21 @@ def autotune_configs(tuned: list[triton.Config], interpreted: triton.Config) -> 
     return tuned[:1] if os.environ.get("SK_TRITON_AUTOTUNE") == "0" else tuned
 
 
+# Int arguments that only enter pixel index arithmetic and pixel masks. Triton's JIT would specialise
+# each int argument on its divisibility by 16 (and on being 1) and compile a binary per combination,
+# i.e. per resolution and batch size; here that buys nothing, since pixel coordinates come out of
+# divisions and no pixel-axis access can vectorise. Channel counts and strides stay specialised: they
+# decide whether a channels_last row loads as vectors. PIXEL_BUCKET is the autotune key's pixel count.
+PIXEL_ARGS = ["M", "H", "W", "HW", "W_OUT", "HW_OUT", "PIXEL_BUCKET"]
+
+
+def pixel_bucket(m: int) -> int:
+    """The pixel count as the autotuners key it: the next power of two, up to 2**16 (past that the grid
+    fills an H200 several times over with any tile, so the best config no longer moves). Batch 1 at
+    7x7 and batch 256 at 56x56 want different tiles; a key on channels alone would tune once for both."""
+    return min(triton.next_power_of_2(max(m, 1)), 1 << 16)
+
+
 def next_pow2(n: int, at_least: int = 16) -> int:
     """tl.dot and tl.arange want power-of-two blocks, and tl.dot at least 16 per dimension."""
     return max(at_least, triton.next_power_of_2(max(n, 1)))
@@ -71,7 +86,8 @@ def channels_innermost(t: Tensor) -> bool:
 
 
 def empty_output(like: Tensor, shape) -> Tensor:
-    """The output buffer, in the memory format the op contract (and the fake impl) gives it."""
+    """The output buffer, allocated with the strides the op contract (and the fake kernel) gives it, not
+    allocated NCHW and copied into that format."""
     return contract.empty_output(like, shape)
 
 
@@ -114,10 +130,11 @@ def store_tile(ptr, pix_off, ch_off, tile, pix_mask, ch_mask, PIXEL_MAJOR: tl.co
 @triton.jit
 def dw3x3_tile(
     src, s_n, s_h, s_w, n, ho, wo, H, W, pix_mask,
-    ch, ch_off, ch_mask, dw_w,
+    ch, ch_off, ch_mask, dw_w, w_sc, w_sh, w_sw,
     STRIDE: tl.constexpr, SRC_PIXEL_MAJOR: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """Depthwise 3x3 (padding 1) of channels ``ch`` at output pixels ``(n, ho, wo)``: ``[P, K]`` float32.
+    The weight ``[C, 1, 3, 3]`` is read through its strides ``w_sc, w_sh, w_sw`` (tap-major in the model).
 
     The nine taps are nine loads of the same tile shifted in space; neighbouring tiles read the same
     lines, which L1/L2 serve. Out-of-image taps are masked to zero, which is the padding.
@@ -131,6 +148,6 @@ def dw3x3_tile(
             wi = wo * STRIDE + (dx - 1)
             ok = row_ok & (wi >= 0) & (wi < W)
             x = load_tile(src, base + hi * s_h + wi * s_w, ch_off, ok, ch_mask, SRC_PIXEL_MAJOR).to(tl.float32)
-            tap = tl.load(dw_w + ch * 9 + (dy * 3 + dx), mask=ch_mask, other=0.0).to(tl.float32)
+            tap = tl.load(dw_w + ch * w_sc + (dy * w_sh + dx * w_sw), mask=ch_mask, other=0.0).to(tl.float32)
             acc += x * tap[None, :]
     return acc

@@ -20,12 +20,14 @@ from torch import Tensor
 
 from ..contract import output_memory_format
 from .common import (
+    PIXEL_ARGS,
     autotune_configs,
     channels_innermost,
     check_device,
     device_guard,
     empty_output,
     load_tile,
+    pixel_bucket,
     pixel_coords,
     store_tile,
 )
@@ -33,23 +35,25 @@ from .common import (
 MAX_SOURCES = 4
 
 # Copies are bandwidth-bound; the tile only has to keep enough bytes in flight. A tall tile suits NCHW
-# (pixels innermost), a wide one channels_last.
+# (pixels innermost), a wide one channels_last. 16 elements per thread: at 32, shuffle_cat spilled on
+# sm_90 (each source's tile is loaded with its own 64-bit addresses before the selects), and 16 loads
+# in flight per thread already cover the latency of a copy.
 _CONFIGS = autotune_configs(
     [
-        triton.Config({"BLOCK_P": 128, "BLOCK_C": 32}, num_warps=4),
-        triton.Config({"BLOCK_P": 32, "BLOCK_C": 128}, num_warps=4),
+        triton.Config({"BLOCK_P": 128, "BLOCK_C": 16}, num_warps=4),
+        triton.Config({"BLOCK_P": 16, "BLOCK_C": 128}, num_warps=4),
         triton.Config({"BLOCK_P": 64, "BLOCK_C": 64}, num_warps=8),
     ],
     triton.Config({"BLOCK_P": 32, "BLOCK_C": 16}),
 )
 
 
-@triton.autotune(configs=_CONFIGS, key=["C", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
-@triton.jit
+@triton.autotune(configs=_CONFIGS, key=["C", "PIXEL_BUCKET", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
+@triton.jit(do_not_specialize=PIXEL_ARGS)
 def _channel_shuffle_kernel(
     x, x_sn, x_sc, x_sh, x_sw,
     out, o_sn, o_sc, o_sh, o_sw,
-    M, HW, W, C, GROUPS,
+    M, HW, W, C, GROUPS, PIXEL_BUCKET,
     X_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
@@ -63,12 +67,12 @@ def _channel_shuffle_kernel(
     store_tile(out, n * o_sn + h * o_sh + w * o_sw, oc.to(tl.int64) * o_sc, tile, pix_mask, ch_mask, OUT_PIXEL_MAJOR)
 
 
-@triton.autotune(configs=_CONFIGS, key=["C_EACH", "NUM_SOURCES", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
-@triton.jit
+@triton.autotune(configs=_CONFIGS, key=["C_EACH", "PIXEL_BUCKET", "NUM_SOURCES", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
+@triton.jit(do_not_specialize=PIXEL_ARGS)
 def _shuffle_cat_kernel(
     x0, x1, x2, x3, x_sn, x_sc, x_sh, x_sw,
     out, o_sn, o_sc, o_sh, o_sw,
-    M, HW, W, C_EACH, GROUPS, FIRST_GROUP,
+    M, HW, W, C_EACH, GROUPS, FIRST_GROUP, PIXEL_BUCKET,
     NUM_SOURCES: tl.constexpr, X_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
@@ -109,7 +113,7 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
 
     with device_guard(x):
         _channel_shuffle_kernel[grid](
-            x, *x.stride(), out, *out.stride(), m, h * w, w, c, groups,
+            x, *x.stride(), out, *out.stride(), m, h * w, w, c, groups, pixel_bucket(m),
             X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
         )
     return out
@@ -139,7 +143,7 @@ def shuffle_cat(tensors: Sequence[Tensor]) -> Tensor:
                 return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c_each * num, meta["BLOCK_C"]))
 
             _shuffle_cat_kernel[grid](
-                *chunk, x_sn, x_sc, x_sh, x_sw, out, *out.stride(), m, h * w, w, c_each, groups, start,
+                *chunk, x_sn, x_sc, x_sh, x_sw, out, *out.stride(), m, h * w, w, c_each, groups, start, pixel_bucket(m),
                 NUM_SOURCES=num, X_PIXEL_MAJOR=channels_innermost(tensors[0]), OUT_PIXEL_MAJOR=channels_innermost(out),
             )
     return out

@@ -26,7 +26,8 @@ since TF32 would not meet float32 tolerances.
 Tiles and layouts follow common.py: x and out are read and written through their strides, pixel-major
 or plane-major by layout; t is always pixel-major, since it only ever feeds channel-reducing GEMMs.
 When the branch has more channels than BLOCK_N, kernel B computes the depthwise tile once per
-output-channel block; BLOCK_N covers the whole branch up to 128 channels on a GPU.
+output-channel block; BLOCK_N covers the whole branch up to 128 channels on a GPU (64 in float32 and in
+the down unit).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from torch import Tensor
 
 from ..contract import dw_out_size
 from .common import (
+    PIXEL_ARGS,
     autotune_configs,
     channels_innermost,
     check_device,
@@ -47,26 +49,50 @@ from .common import (
     interpreting,
     load_tile,
     next_pow2,
+    pixel_bucket,
     pixel_coords,
     store_tile,
 )
 
-# Under the interpreter the blocks are small so that the test shapes cross several channel blocks and
-# K iterations; on a GPU one block covers a branch of up to 128 channels (x0.5 and x1.0 up to stage3).
-_MAX_BLOCK_N = 32 if interpreting() else 128
 
+# The output channels one program computes. Under the interpreter the blocks are small so that the
+# test shapes cross several channel blocks and K iterations. On a GPU, in half precision, one block
+# covers a branch of up to 128 channels (x0.5 and x1.0 up to stage3): a [64, 128] tensor-core
+# accumulator is 32 registers a thread at 8 warps. float32 takes the IEEE path, an FMA dot whose
+# operands are spread across registers; at 128 channels it spilled, so float32 blocks stop at 64, as
+# do the down unit's (its tail runs two depthwise + 1x1 branches; at 128 the second one's interleaved
+# store spilled). A narrower block recomputes the depthwise tile once per block: 9 MACs per element
+# against the 1x1's C_in, so a few percent more work.
+def _max_block_n(dtype: torch.dtype, two_branches: bool = False) -> int:
+    if interpreting():
+        return 32
+    return 64 if dtype == torch.float32 or two_branches else 128
+
+
+# 128 pixels on 8 warps spilled on sm_90 when writing an NCHW output (one 64-bit address per element
+# of a [128, 128] tile); 32 pixels serve the small maps (49 pixels at batch 1 in stage4 and conv5).
 _POINTWISE_CONFIGS = autotune_configs(
     [
         triton.Config({"BLOCK_P": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
-        triton.Config({"BLOCK_P": 128, "BLOCK_K": 32}, num_warps=8, num_stages=3),
+        triton.Config({"BLOCK_P": 32, "BLOCK_K": 32}, num_warps=4, num_stages=3),
     ],
     triton.Config({"BLOCK_P": 32, "BLOCK_K": 16}),
 )
 
+# The tail's K loop computes a [P, K] depthwise tile from nine loads before each tl.dot. At BLOCK_K 32,
+# 4 warps and two stages every sm_90 variant spilled (up to 255 registers and 10 KB), and the float32
+# tile at 128 pixels needed 181 KB of shared memory: the pipeliner multi-buffers all nine loads. So:
+# - BLOCK_K 16: the nine [P, 16] loads stay in flight together;
+# - 8 warps for 64 pixels: the per-tap pixel addresses and masks (invariant in the K loop, so hoisted
+#   out of it), the accumulator and the interleaved store are spread over twice the threads; 128
+#   pixels on 8 warps spilled, as 64 on 4 did;
+# - one stage: the nine loads of one iteration already overlap each other and mostly hit L1/L2
+#   (neighbouring taps and tiles read the same lines); prefetching the next iteration's would cost
+#   registers and shared memory for little.
+# One config: 32 pixels on 4 warps, the same load per thread, still spilled in one bfloat16 variant.
 _TAIL_CONFIGS = autotune_configs(
     [
-        triton.Config({"BLOCK_P": 64, "BLOCK_K": 32}, num_warps=4, num_stages=2),
-        triton.Config({"BLOCK_P": 128, "BLOCK_K": 32}, num_warps=8, num_stages=2),
+        triton.Config({"BLOCK_P": 64, "BLOCK_K": 16}, num_warps=8, num_stages=1),
     ],
     triton.Config({"BLOCK_P": 32, "BLOCK_K": 16}),
 )
@@ -82,18 +108,20 @@ def _mma(a, b, acc, IEEE: tl.constexpr):
 
 
 @triton.jit
-def _load_pw_weight(pw_w, k, k_mask, co, co_mask, C_IN):
-    """``[K, N]`` tile of a 1x1 conv weight stored ``[C_out, C_in]``: the B operand of out = in @ w^T."""
-    return tl.load(pw_w + co[None, :] * C_IN + k[:, None], mask=k_mask[:, None] & co_mask[None, :], other=0.0)
+def _load_pw_weight(pw_w, w_so, w_si, k, k_mask, co, co_mask):
+    """``[K, N]`` tile of a 1x1 conv weight ``[C_out, C_in]``, read through its strides: the B operand of
+    out = in @ w^T. The fused model stores it K-major (w_so 1), so the tile's rows are contiguous."""
+    return tl.load(pw_w + co[None, :] * w_so + k[:, None] * w_si, mask=k_mask[:, None] & co_mask[None, :], other=0.0)
 
 
-@triton.autotune(configs=_POINTWISE_CONFIGS, key=["C_IN", "C_OUT", "X_PIXEL_MAJOR"])
-@triton.jit
+@triton.autotune(configs=_POINTWISE_CONFIGS, key=["C_IN", "C_OUT", "PIXEL_BUCKET", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
+@triton.jit(do_not_specialize=PIXEL_ARGS)
 def _pointwise_relu_kernel(
     x, x_sn, x_sc, x_sh, x_sw,
-    weight, bias, t,
-    M, HW, W, C_IN, C_OUT,
-    X_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr, RELU: tl.constexpr,
+    weight, w_so, w_si, bias,
+    out, o_sn, o_sc, o_sh, o_sw,
+    M, HW, W, C_IN, C_OUT, PIXEL_BUCKET,
+    X_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr, RELU: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -107,19 +135,21 @@ def _pointwise_relu_kernel(
         k = k0 + tl.arange(0, BLOCK_K)
         k_mask = k < C_IN
         a = load_tile(x, x_pix, k.to(tl.int64) * x_sc, pix_mask, k_mask, X_PIXEL_MAJOR)
-        acc = _mma(a, _load_pw_weight(weight, k, k_mask, co, co_mask, C_IN), acc, IEEE)
+        acc = _mma(a, _load_pw_weight(weight, w_so, w_si, k, k_mask, co, co_mask), acc, IEEE)
     acc += tl.load(bias + co, mask=co_mask, other=0.0).to(tl.float32)[None, :]
     if RELU:
         acc = tl.maximum(acc, 0.0)
-    t_ptrs = t + m.to(tl.int64)[:, None] * C_OUT + co[None, :]
-    tl.store(t_ptrs, acc.to(t.dtype.element_ty), mask=pix_mask[:, None] & co_mask[None, :])
+    store_tile(
+        out, n * o_sn + h * o_sh + w * o_sw, co.to(tl.int64) * o_sc, acc.to(out.dtype.element_ty),
+        pix_mask, co_mask, OUT_PIXEL_MAJOR,
+    )
 
 
 @triton.jit
 def _dw_pw_relu(
     src, s_n, s_c, s_h, s_w, C_IN,
     n, ho, wo, H, W, pix_mask,
-    dw_w, dw_b, pw_w, pw_b, co, co_mask,
+    dw_w, dw_sc, dw_sh, dw_sw, dw_b, pw_w, pw_so, pw_si, pw_b, co, co_mask,
     STRIDE: tl.constexpr, SRC_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -129,11 +159,11 @@ def _dw_pw_relu(
         k = k0 + tl.arange(0, BLOCK_K)
         k_mask = k < C_IN
         d = dw3x3_tile(
-            src, s_n, s_h, s_w, n, ho, wo, H, W, pix_mask, k, k.to(tl.int64) * s_c, k_mask, dw_w,
-            STRIDE, SRC_PIXEL_MAJOR, BLOCK_P, BLOCK_K,
+            src, s_n, s_h, s_w, n, ho, wo, H, W, pix_mask, k, k.to(tl.int64) * s_c, k_mask,
+            dw_w, dw_sc, dw_sh, dw_sw, STRIDE, SRC_PIXEL_MAJOR, BLOCK_P, BLOCK_K,
         )
         d += tl.load(dw_b + k, mask=k_mask, other=0.0).to(tl.float32)[None, :]
-        wt = _load_pw_weight(pw_w, k, k_mask, co, co_mask, C_IN)
+        wt = _load_pw_weight(pw_w, pw_so, pw_si, k, k_mask, co, co_mask)
         acc = _mma(d.to(wt.dtype), wt, acc, IEEE)
     acc += tl.load(pw_b + co, mask=co_mask, other=0.0).to(tl.float32)[None, :]
     return tl.maximum(acc, 0.0)
@@ -141,14 +171,16 @@ def _dw_pw_relu(
 
 @triton.autotune(
     configs=_TAIL_CONFIGS,
-    key=["C_A", "C_B", "C_OUT", "STRIDE", "A_IS_IDENTITY", "A_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"],
+    key=["C_A", "C_B", "C_OUT", "PIXEL_BUCKET", "STRIDE", "A_IS_IDENTITY", "A_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"],
 )
-@triton.jit
+@triton.jit(do_not_specialize=PIXEL_ARGS)
 def _unit_tail_kernel(
-    a, a_sn, a_sc, a_sh, a_sw, C_A, a_dw_w, a_dw_b, a_pw_w, a_pw_b,
-    b, b_sn, b_sc, b_sh, b_sw, C_B, b_dw_w, b_dw_b, b_pw_w, b_pw_b,
+    a, a_sn, a_sc, a_sh, a_sw, C_A,
+    a_dw_w, a_dw_sc, a_dw_sh, a_dw_sw, a_dw_b, a_pw_w, a_pw_so, a_pw_si, a_pw_b,
+    b, b_sn, b_sc, b_sh, b_sw, C_B,
+    b_dw_w, b_dw_sc, b_dw_sh, b_dw_sw, b_dw_b, b_pw_w, b_pw_so, b_pw_si, b_pw_b,
     out, o_sn, o_sc, o_sh, o_sw,
-    M, H, W, W_OUT, HW_OUT, C_OUT,
+    M, H, W, W_OUT, HW_OUT, C_OUT, PIXEL_BUCKET,
     STRIDE: tl.constexpr, A_IS_IDENTITY: tl.constexpr,
     A_PIXEL_MAJOR: tl.constexpr, B_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr,
     IEEE: tl.constexpr,
@@ -168,44 +200,63 @@ def _unit_tail_kernel(
     else:
         ya = _dw_pw_relu(
             a, a_sn, a_sc, a_sh, a_sw, C_A, n, ho, wo, H, W, pix_mask,
-            a_dw_w, a_dw_b, a_pw_w, a_pw_b, co, co_mask,
+            a_dw_w, a_dw_sc, a_dw_sh, a_dw_sw, a_dw_b, a_pw_w, a_pw_so, a_pw_si, a_pw_b, co, co_mask,
             STRIDE, A_PIXEL_MAJOR, IEEE, BLOCK_P, BLOCK_N, BLOCK_K,
         )
     store_tile(out, o_pix, (2 * co64) * o_sc, ya.to(out.dtype.element_ty), pix_mask, co_mask, OUT_PIXEL_MAJOR)
 
     yb = _dw_pw_relu(
         b, b_sn, b_sc, b_sh, b_sw, C_B, n, ho, wo, H, W, pix_mask,
-        b_dw_w, b_dw_b, b_pw_w, b_pw_b, co, co_mask,
+        b_dw_w, b_dw_sc, b_dw_sh, b_dw_sw, b_dw_b, b_pw_w, b_pw_so, b_pw_si, b_pw_b, co, co_mask,
         STRIDE, B_PIXEL_MAJOR, IEEE, BLOCK_P, BLOCK_N, BLOCK_K,
     )
     store_tile(out, o_pix, (2 * co64 + 1) * o_sc, yb.to(out.dtype.element_ty), pix_mask, co_mask, OUT_PIXEL_MAJOR)
 
 
-def _pw(weight: Tensor) -> Tensor:
-    return weight.reshape(weight.shape[0], weight.shape[1]).contiguous()
+def _pw(weight: Tensor) -> tuple:
+    """A 1x1 conv weight ``[C_out, C_in, 1, 1]`` as the kernels take it: the tensor and its two strides,
+    read in place whatever its storage (the fused model stores it K-major)."""
+    return weight, weight.stride(0), weight.stride(1)
 
 
-def _dw(weight: Tensor) -> Tensor:
-    return weight.reshape(weight.shape[0], 9).contiguous()
+def _dw(weight: Tensor) -> tuple:
+    """A depthwise weight ``[C, 1, 3, 3]`` and its channel, row and column strides, read in place (the
+    fused model stores it tap-major)."""
+    return weight, weight.stride(0), weight.stride(2), weight.stride(3)
 
 
-def _pointwise_relu(x: Tensor, weight: Tensor, bias: Tensor, relu: bool = True) -> Tensor:
-    """relu(x @ weight^T + bias) per pixel (no ReLU when not relu), returned as an [N, C_out, H, W] view of a
-    pixel-major buffer."""
+def _pointwise_relu(x: Tensor, weight: Tensor, bias: Tensor, out: Tensor, relu: bool = True) -> Tensor:
+    """out = relu(x @ weight^T + bias) per pixel (no ReLU when not relu), written through out's strides."""
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    t = torch.empty((n, h, w, c_out), dtype=x.dtype, device=x.device)
     m = n * h * w
-    block_n = min(next_pow2(c_out), _MAX_BLOCK_N)
+    block_n = min(next_pow2(c_out), _max_block_n(x.dtype))
 
     def grid(meta):
         return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c_out, block_n))
 
     _pointwise_relu_kernel[grid](
-        x, *x.stride(), _pw(weight), bias.contiguous(), t, m, h * w, w, c_in, c_out,
-        X_PIXEL_MAJOR=channels_innermost(x), IEEE=x.dtype == torch.float32, RELU=relu, BLOCK_N=block_n,
+        x, *x.stride(), *_pw(weight), bias.contiguous(), out, *out.stride(),
+        m, h * w, w, c_in, c_out, pixel_bucket(m),
+        X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
+        IEEE=x.dtype == torch.float32, RELU=relu, BLOCK_N=block_n,
     )
-    return t.permute(0, 3, 1, 2)
+    return out
+
+
+def _branch_buffer(x: Tensor, channels: int) -> Tensor:
+    """The unit's intermediate ``relu(pw1(.))``: ``[N, channels, H, W]`` stored pixel-major, since it only
+    ever feeds channel-reducing GEMMs, with each pixel's row padded to a multiple of 16 elements.
+
+    The padding is for the tail's nine depthwise loads. With rows of 58 or 116 channels Triton cannot
+    prove a row start 16-byte aligned, loads one element per thread, and lays a [64, 16] tile out as 8
+    pixels a thread; the per-tap pixel addresses and masks, invariant in the channel loop, are hoisted
+    out of it: 9 x 8 64-bit addresses and masks, which spilled on sm_90. Aligned rows load as vectors
+    (1 pixel x 8 channels a thread in half precision). The pad channels are never read or written."""
+    n, _, h, w = x.shape
+    padded = triton.cdiv(channels, 16) * 16
+    buffer = torch.empty((n, h, w, padded), dtype=x.dtype, device=x.device)
+    return buffer[..., :channels].permute(0, 3, 1, 2)
 
 
 def _unit_tail(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: int, h: int, w: int) -> None:
@@ -213,7 +264,7 @@ def _unit_tail(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: in
     n, c_out2, h_out, w_out = out.shape
     c_out = c_out2 // 2
     m = n * h_out * w_out
-    block_n = min(next_pow2(c_out), _MAX_BLOCK_N)
+    block_n = min(next_pow2(c_out), _max_block_n(out.dtype, two_branches=a_params is not None))
     b_dw_w, b_dw_b, b_pw_w, b_pw_b = b_params
     a_is_identity = a_params is None
     a_dw_w, a_dw_b, a_pw_w, a_pw_b = b_params if a_is_identity else a_params
@@ -222,10 +273,10 @@ def _unit_tail(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: in
         return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c_out, block_n))
 
     _unit_tail_kernel[grid](
-        a, *a.stride(), a.shape[1], _dw(a_dw_w), a_dw_b.contiguous(), _pw(a_pw_w), a_pw_b.contiguous(),
-        b, *b.stride(), b.shape[1], _dw(b_dw_w), b_dw_b.contiguous(), _pw(b_pw_w), b_pw_b.contiguous(),
+        a, *a.stride(), a.shape[1], *_dw(a_dw_w), a_dw_b.contiguous(), *_pw(a_pw_w), a_pw_b.contiguous(),
+        b, *b.stride(), b.shape[1], *_dw(b_dw_w), b_dw_b.contiguous(), *_pw(b_pw_w), b_pw_b.contiguous(),
         out, *out.stride(),
-        m, h, w, w_out, h_out * w_out, c_out,
+        m, h, w, w_out, h_out * w_out, c_out, pixel_bucket(m),
         STRIDE=stride, A_IS_IDENTITY=a_is_identity,
         A_PIXEL_MAJOR=channels_innermost(a), B_PIXEL_MAJOR=channels_innermost(b),
         OUT_PIXEL_MAJOR=channels_innermost(out), IEEE=out.dtype == torch.float32, BLOCK_N=block_n,
@@ -233,13 +284,13 @@ def _unit_tail(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: in
 
 
 def pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool) -> Tensor:
-    """conv1x1(x, weight) + bias, then ReLU when relu, in x's memory format."""
+    """conv1x1(x, weight) + bias, then ReLU when relu, in x's memory format (written there directly)."""
     check_device("pointwise", x)
     out = empty_output(x, (x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
     if out.numel() == 0:
         return out
     with device_guard(x):
-        out.copy_(_pointwise_relu(x, weight, bias, relu))
+        _pointwise_relu(x, weight, bias, out, relu)
     return out
 
 
@@ -251,7 +302,7 @@ def split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> Tensor:
         return out
     branch = c // 2
     with device_guard(x):
-        t = _pointwise_relu(x[:, branch:], pw1_w, pw1_b)
+        t = _pointwise_relu(x[:, branch:], pw1_w, pw1_b, _branch_buffer(x, pw1_w.shape[0]))
         _unit_tail(out, x[:, :branch], None, t, (dw_w, dw_b, pw2_w, pw2_b), 1, h, w)
     return out
 
@@ -264,6 +315,6 @@ def down_unit(x, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, 
     if out.numel() == 0:
         return out
     with device_guard(x):
-        t = _pointwise_relu(x, pw1_w, pw1_b)
+        t = _pointwise_relu(x, pw1_w, pw1_b, _branch_buffer(x, branch))
         _unit_tail(out, x, (dw1_w, dw1_b, pw3_w, pw3_b), t, (dw2_w, dw2_b, pw2_w, pw2_b), 2, h, w)
     return out
