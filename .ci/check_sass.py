@@ -15,8 +15,9 @@ import re
 import subprocess
 import sys
 
-import shufflekernels
 import triton
+
+import shufflekernels
 
 ELEMENT_BYTES = {"float": 4, "unsigned int": 4, "c10::Half": 2, "c10::BFloat16": 2, "unsigned short": 2}
 BODY = re.compile(r"run_body<shufflekernels::gpu::(\w+)<([\w: ]+?), (int|long), (\d+), (true|false)")
@@ -28,8 +29,13 @@ def main() -> int:
     cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     sass = subprocess.run([cuobjdump, "-sass", so], capture_output=True, text=True, check=True).stdout
     functions = re.split(r"\n\s*Function : ", sass)[1:]
-    names = subprocess.run(["c++filt"], input="\n".join(f.split("\n", 1)[0].strip() for f in functions),
-                           capture_output=True, text=True, check=True).stdout.splitlines()
+    names = subprocess.run(
+        ["c++filt"],
+        input="\n".join(f.split("\n", 1)[0].strip() for f in functions),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     kernels, checked, failures = 0, 0, []
     for name, code in zip(names, functions):
         match = BODY.search(name)

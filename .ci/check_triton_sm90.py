@@ -216,8 +216,14 @@ def variants(launches) -> dict:
                 _, (options, signature, constexprs, attrs) = _jit_inputs(tuner.fn, args, full, arch)
                 # sm_80 is compiled for its shared memory, which the tiles, stages and dtypes decide, not
                 # the divisibility attributes: one variant per attribute set is enough there.
-                key = (name, arch, repr(sorted(signature.items())), repr(sorted(constexprs.items())),
-                       repr(sorted(attrs.items())) if arch == 90 else "", repr(sorted(options.__dict__.items())))
+                key = (
+                    name,
+                    arch,
+                    repr(sorted(signature.items())),
+                    repr(sorted(constexprs.items())),
+                    repr(sorted(attrs.items())) if arch == 90 else "",
+                    repr(sorted(options.__dict__.items())),
+                )
                 label = " ".join(f"{k}={v}" for k, v in config.all_kwargs().items())
                 jobs.setdefault(key, (module, name, args, full, arch, label, _describe(tuner.fn, args, full)))
     return jobs
@@ -226,8 +232,11 @@ def variants(launches) -> dict:
 def _describe(fn, args, kwargs) -> str:
     """dtype and layout constexprs of a variant, for the table."""
     dtypes = sorted({str(a.dtype).replace("torch.", "") for a in args if isinstance(a, _Pointer)})
-    layout = ",".join(f"{k.split('_PIXEL')[0].lower()}={'cl' if v else 'nchw'}"
-                      for k, v in kwargs.items() if k.endswith("PIXEL_MAJOR"))
+    layout = ",".join(
+        f"{k.split('_PIXEL')[0].lower()}={'cl' if v else 'nchw'}"
+        for k, v in kwargs.items()
+        if k.endswith("PIXEL_MAJOR")
+    )
     return f"{'/'.join(dtypes)} {layout}"
 
 
@@ -252,8 +261,9 @@ def compile_variant(job) -> dict:
         target, (options, signature, constexprs, attrs) = _jit_inputs(fn, args, kwargs, arch)
         log = io.StringIO()
         with contextlib.redirect_stdout(log):
-            kernel = triton.compile(ASTSource(fn, signature, constexprs, attrs), target=target,
-                                    options=options.__dict__)
+            kernel = triton.compile(
+                ASTSource(fn, signature, constexprs, attrs), target=target, options=options.__dict__
+            )
     except Exception as exc:  # noqa: BLE001 - every compile failure is a finding
         result["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
         return result
@@ -286,8 +296,11 @@ def main() -> int:
     started = time.time()
     launches = trace_launches()
     jobs = variants(launches)
-    print(f"check_triton_sm90: {len(launches)} launches traced, {len(jobs)} distinct variants to compile "
-          f"({sum(1 for k in jobs if k[1] == 90)} for sm_90) [{time.time() - started:.0f}s]", flush=True)
+    print(
+        f"check_triton_sm90: {len(launches)} launches traced, {len(jobs)} distinct variants to compile "
+        f"({sum(1 for k in jobs if k[1] == 90)} for sm_90) [{time.time() - started:.0f}s]",
+        flush=True,
+    )
     with concurrent.futures.ProcessPoolExecutor(opts.jobs, initializer=_init_worker) as pool:
         # Largest kernels first, so that the pool does not end on one long compile.
         order = sorted(jobs.values(), key=lambda j: j[1] != "_unit_tail_kernel")
@@ -296,25 +309,32 @@ def main() -> int:
     bad = [(r, p) for r in results if (p := problems(r))]
     if opts.all:
         for r in sorted(results, key=lambda r: (r["kernel"], r["arch"], r["config"], r["what"])):
-            print(f"  sm_{r['arch']} {r['kernel']:24} {r['config']:48} {r['what']:40} regs={r.get('regs')} "
-                  f"spill={r.get('spill_stores')} shared={r.get('shared')}")
+            print(
+                f"  sm_{r['arch']} {r['kernel']:24} {r['config']:48} {r['what']:40} regs={r.get('regs')} "
+                f"spill={r.get('spill_stores')} shared={r.get('shared')}"
+            )
     groups = collections.defaultdict(list)
     for r in results:
         groups[(r["kernel"], r["config"])].append(r)
-    print(f"\n{'kernel':26}{'config':52}{'variants':>9}{'regs':>6}{'spilled':>9}{'spill B':>9}"
-          f"{'smem90':>8}{'smem80':>8}")
+    print(
+        f"\n{'kernel':26}{'config':52}{'variants':>9}{'regs':>6}{'spilled':>9}{'spill B':>9}{'smem90':>8}{'smem80':>8}"
+    )
     for (kernel, config), rs in sorted(groups.items()):
         s90 = [r for r in rs if r["arch"] == 90 and "error" not in r]
         s80 = [r for r in rs if r["arch"] == 80 and "error" not in r]
         spilled = [r for r in s90 if r["spill_stores"] or r["spill_loads"] or r["stack"]]
-        print(f"{kernel:26}{config:52}{len(s90):>9}{max((r['regs'] or 0) for r in s90) if s90 else '-':>6}"
-              f"{len(spilled):>9}{max((r['spill_stores'] or 0) for r in s90) if s90 else '-':>9}"
-              f"{max(r['shared'] for r in s90) if s90 else '-':>8}{max(r['shared'] for r in s80) if s80 else '-':>8}")
+        print(
+            f"{kernel:26}{config:52}{len(s90):>9}{max((r['regs'] or 0) for r in s90) if s90 else '-':>6}"
+            f"{len(spilled):>9}{max((r['spill_stores'] or 0) for r in s90) if s90 else '-':>9}"
+            f"{max(r['shared'] for r in s90) if s90 else '-':>8}{max(r['shared'] for r in s80) if s80 else '-':>8}"
+        )
     for r, found in bad:
         print(f"FAIL sm_{r['arch']} {r['kernel']} {r['config']} {r['what']}: {'; '.join(found)}")
     n90 = sum(1 for r in results if r["arch"] == 90)
-    print(f"check_triton_sm90: {n90} sm_90 variants (+{len(results) - n90} sm_80), {len(bad)} problems, "
-          f"{time.time() - started:.0f}s")
+    print(
+        f"check_triton_sm90: {n90} sm_90 variants (+{len(results) - n90} sm_80), {len(bad)} problems, "
+        f"{time.time() - started:.0f}s"
+    )
     return 1 if bad else 0
 
 

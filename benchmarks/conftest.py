@@ -1,8 +1,8 @@
 """pytest-benchmark setup: providers side by side per group.
 
-    pytest benchmarks --benchmark-group-by=group                 # full run, providers compared
-    pytest benchmarks --benchmark-disable                        # smoke: each provider runs once (CI)
-    pytest benchmarks --benchmark-json=bench-results/ops.json    # results as data, for plots
+pytest benchmarks --benchmark-group-by=group                 # full run, providers compared
+pytest benchmarks --benchmark-disable                        # smoke: each provider runs once (CI)
+pytest benchmarks --benchmark-json=bench-results/ops.json    # results as data, for plots
 """
 
 from __future__ import annotations

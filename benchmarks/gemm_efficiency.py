@@ -55,7 +55,9 @@ def worker(args) -> None:
         a, b = x.permute(0, 2, 3, 1).reshape(m, k), w.reshape(n, k).t()
         engine = lambda: torch.ops.shufflekernels.pointwise(x, w, bias, True)  # noqa: E731
         mkl = lambda: torch.mm(a, b)  # noqa: E731
-        torch.testing.assert_close(engine().permute(0, 2, 3, 1).reshape(m, n), torch.relu(mkl() + bias), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            engine().permute(0, 2, 3, 1).reshape(m, n), torch.relu(mkl() + bias), atol=1e-4, rtol=1e-4
+        )
         iters = max(1, int(2e7 // (m * k * n)))
         times = {"engine": [], "mkl": []}
         for _ in range(args.rounds):
@@ -91,10 +93,14 @@ def main() -> int:
         worker(args)
         return 0
     flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"
+    )
     peak = 32 * cpu_ghz() * args.threads
-    print(f"CPU: {model}, avx512f: {'avx512f' in flags}, {args.threads} threads, FMA peak {peak:.0f} GFLOP/s "
-          f"(32 FLOP/cycle/core at {cpu_ghz():.2f} GHz); x{args.width}, batch {args.batch}")
+    print(
+        f"CPU: {model}, avx512f: {'avx512f' in flags}, {args.threads} threads, FMA peak {peak:.0f} GFLOP/s "
+        f"(32 FLOP/cycle/core at {cpu_ghz():.2f} GHz); x{args.width}, batch {args.batch}"
+    )
     for isa in args.isas.split(","):
         env = {**os.environ, "SK_ENGINE_ISA": isa, "MKL_ENABLE_INSTRUCTIONS": MKL_CAP[isa]}
         cmd = [sys.executable, __file__, "--worker", f"--width={args.width}", f"--batch={args.batch}",

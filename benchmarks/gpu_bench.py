@@ -60,7 +60,11 @@ def make_model(width: float, num_classes: int, rehearse: bool) -> ref.ShuffleNet
 
 
 def model_name(width: float, rehearse: bool) -> str:
-    return f"ShuffleNetV2 with units {REHEARSAL_NET[0]}, channels {REHEARSAL_NET[1]}" if rehearse else f"ShuffleNetV2 x{width}"
+    return (
+        f"ShuffleNetV2 with units {REHEARSAL_NET[0]}, channels {REHEARSAL_NET[1]}"
+        if rehearse
+        else f"ShuffleNetV2 x{width}"
+    )
 
 
 class Rig:
@@ -125,6 +129,7 @@ class Models:
 
     def __init__(self, rig: Rig, args: argparse.Namespace, dtype: torch.dtype) -> None:
         self.rig, self.args, self.dtype = rig, args, dtype
+
         def make():
             return make_model(args.width, args.num_classes, rig.rehearse)
 
@@ -143,8 +148,14 @@ class Models:
         return self._compiled
 
 
-def measure(models: Models, label: str, batch: int, builders: dict[str, Callable[[], Callable | None]],
-            baseline_ms: float | None, notes: list[str]) -> list[dict]:
+def measure(
+    models: Models,
+    label: str,
+    batch: int,
+    builders: dict[str, Callable[[], Callable | None]],
+    baseline_ms: float | None,
+    notes: list[str],
+) -> list[dict]:
     """Builds each provider (timing its setup: graph capture, autotune, compile), checks its logits, then
     times all of them interleaved. A builder returns None for a provider that cannot run here."""
     rig, args, dtype_name = models.rig, models.args, str(models.dtype).removeprefix("torch.")
@@ -163,7 +174,9 @@ def measure(models: Models, label: str, batch: int, builders: dict[str, Callable
             got = fn(x).float()
             rig.sync()
         except Exception as exc:  # noqa: BLE001  one provider failing must not cost the others their numbers
-            notes.append(f"{dtype_name} b{batch}: {name} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            notes.append(
+                f"{dtype_name} b{batch}: {name} FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            )
             continue
         setup_s[name] = time.perf_counter() - t0
         errors[name] = ((got - expected).norm() / expected.norm().clamp_min(1e-30)).item()
@@ -175,9 +188,19 @@ def measure(models: Models, label: str, batch: int, builders: dict[str, Callable
     medians = {name: statistics.median(t) for name, t in times.items()}
     base = medians.get(BASELINE, baseline_ms)
     return [
-        {"label": label, "provider": name, "dtype": dtype_name, "batch": batch, "width": args.width, "image": args.image,
-         "median_ms": ms, "img_per_s": batch / ms * 1e3, "speedup_vs_eager_cl": (base / ms) if base else None,
-         "rel_err_vs_fp32": errors[name], "setup_s": setup_s[name]}
+        {
+            "label": label,
+            "provider": name,
+            "dtype": dtype_name,
+            "batch": batch,
+            "width": args.width,
+            "image": args.image,
+            "median_ms": ms,
+            "img_per_s": batch / ms * 1e3,
+            "speedup_vs_eager_cl": (base / ms) if base else None,
+            "rel_err_vs_fp32": errors[name],
+            "setup_s": setup_s[name],
+        }
         for name, ms in medians.items()
     ]
 
@@ -185,15 +208,23 @@ def measure(models: Models, label: str, batch: int, builders: dict[str, Callable
 def write(out_dir: Path, rig: Rig, rows: list[dict], notes: dict[str, list[str]]) -> None:
     meta = {"device": rig.name, "torch": torch.__version__, "rehearsal": rig.rehearse}
     (out_dir / "gpu_bench.json").write_text(json.dumps({**meta, "results": rows, "notes": notes}, indent=1))
-    lines = [f"# {model_name(rows[0]['width'] if rows else 1.0, rig.rehearse)} on {rig.name} (torch {torch.__version__})"]
+    lines = [
+        f"# {model_name(rows[0]['width'] if rows else 1.0, rig.rehearse)} on {rig.name} (torch {torch.__version__})"
+    ]
     for label in dict.fromkeys(r["label"] for r in rows) | dict.fromkeys(notes):
-        lines += ["", f"### {label}", "",
-                  "| dtype | batch | provider | ms | img/s | vs eager CL | rel err vs fp32 | setup s |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"### {label}",
+            "",
+            "| dtype | batch | provider | ms | img/s | vs eager CL | rel err vs fp32 | setup s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in (r for r in rows if r["label"] == label):
             speedup = f"{r['speedup_vs_eager_cl']:.2f}x" if r["speedup_vs_eager_cl"] else "-"
-            lines.append(f"| {r['dtype']} | {r['batch']} | {r['provider']} | {r['median_ms']:.3f} | {r['img_per_s']:.0f} | "
-                         f"{speedup} | {r['rel_err_vs_fp32']:.1e} | {r['setup_s']:.1f} |")
+            lines.append(
+                f"| {r['dtype']} | {r['batch']} | {r['provider']} | {r['median_ms']:.3f} | {r['img_per_s']:.0f} | "
+                f"{speedup} | {r['rel_err_vs_fp32']:.1e} | {r['setup_s']:.1f} |"
+            )
         lines += [f"- {note}" for note in notes.get(label, [])]
     (out_dir / "gpu_bench.md").write_text("\n".join(lines) + "\n")
 
@@ -209,14 +240,23 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--no-compile", action="store_true")
-    p.add_argument("--rehearse", action="store_true", help="CPU: emulated CUDA kernels, Triton interpreter, small sizes")
+    p.add_argument(
+        "--rehearse", action="store_true", help="CPU: emulated CUDA kernels, Triton interpreter, small sizes"
+    )
     args = p.parse_args()
     # The rehearsal's sizes keep the Triton interpreter (numpy per program) to seconds per forward, and
     # its cases are float32: eager float16 convolutions on a CPU take seconds too.
     defaults = (
         {"cases": "float32:2,float32:1", "width": 1.0, "image": 16, "rounds": 1, "iters": 1, "num_classes": 10}
         if args.rehearse
-        else {"cases": "float16:256,float16:1", "width": 1.0, "image": 224, "rounds": 7, "iters": 10, "num_classes": 1000}
+        else {
+            "cases": "float16:256,float16:1",
+            "width": 1.0,
+            "image": 224,
+            "rounds": 7,
+            "iters": 10,
+            "num_classes": 1000,
+        }
     )
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
@@ -236,9 +276,11 @@ def main() -> int:
         except (ValueError, KeyError):  # a run killed while writing it: its rows are in gpu_bench.md still
             pass
     timer = "wall clock" if args.rehearse else "CUDA events"
-    about = (f"{model_name(args.width, args.rehearse)}, {args.image}x{args.image} channels_last input, on {rig.name}, "
-             f"torch {torch.__version__}: medians of {args.rounds} rounds of {args.iters} forwards ({timer}); "
-             "the error is relative to the float32 eager model without TF32")
+    about = (
+        f"{model_name(args.width, args.rehearse)}, {args.image}x{args.image} channels_last input, on {rig.name}, "
+        f"torch {torch.__version__}: medians of {args.rounds} rounds of {args.iters} forwards ({timer}); "
+        "the error is relative to the float32 eager model without TF32"
+    )
     notes[args.label] = mine = [about]
     for backend in ("native", "triton"):
         if not getattr(rig, backend):
@@ -261,7 +303,9 @@ def main() -> int:
                 rows += new
                 baselines[dtype_name, batch] = next((r["median_ms"] for r in new if r["provider"] == BASELINE), None)
                 write(out_dir, rig, rows, notes)
-                print(f"{dtype_name} batch {batch}: {len(new)} providers in {time.perf_counter() - t0:.0f} s", flush=True)
+                print(
+                    f"{dtype_name} batch {batch}: {len(new)} providers in {time.perf_counter() - t0:.0f} s", flush=True
+                )
             if not args.no_compile:
                 for dtype_name, batch in cases:
                     t0 = time.perf_counter()
@@ -282,7 +326,10 @@ def main() -> int:
 
 def eager_and_fused(m: Models, batch: int) -> dict[str, Callable[[], Callable | None]]:
     """The providers that cost (almost) nothing to set up, baseline first."""
-    builders = {BASELINE: lambda: m.eager_cl, f"{BASELINE} + CUDA graph": lambda: m.rig.graph(m.eager_cl, example(m, batch))}
+    builders = {
+        BASELINE: lambda: m.eager_cl,
+        f"{BASELINE} + CUDA graph": lambda: m.rig.graph(m.eager_cl, example(m, batch)),
+    }
     for backend, fused in m.fused.items():
         builders[f"fused {backend}"] = lambda fused=fused: fused
         builders[f"fused {backend} + CUDA graph"] = lambda fused=fused: m.rig.graph(fused, example(m, batch))
@@ -291,7 +338,10 @@ def eager_and_fused(m: Models, batch: int) -> dict[str, Callable[[], Callable | 
 
 def compiled(m: Models, batch: int) -> dict[str, Callable[[], Callable | None]]:
     """torch.compile of the dtype's channels_last model: compiled once per batch shape, then reused."""
-    return {"torch.compile": lambda: m.compiled, "torch.compile + CUDA graph": lambda: m.rig.graph(m.compiled, example(m, batch))}
+    return {
+        "torch.compile": lambda: m.compiled,
+        "torch.compile + CUDA graph": lambda: m.rig.graph(m.compiled, example(m, batch)),
+    }
 
 
 def example(m: Models, batch: int, seed: int = 0) -> torch.Tensor:

@@ -83,8 +83,12 @@ def main() -> int:
     rig = Rig(args.rehearse)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"One forward of {model_name(sizes.width, rig.rehearse)} ({args.dtype}, {sizes.image}x{sizes.image}) on {rig.name}:", "",
-             "| model | batch | launches | device ms | kernels (distinct) |", "|---|---|---|---|---|"]
+    lines = [
+        f"One forward of {model_name(sizes.width, rig.rehearse)} ({args.dtype}, {sizes.image}x{sizes.image}) on {rig.name}:",
+        "",
+        "| model | batch | launches | device ms | kernels (distinct) |",
+        "|---|---|---|---|---|",
+    ]
     tables: list[list[str]] = []
 
     def write() -> str:
@@ -93,14 +97,22 @@ def main() -> int:
         return text
 
     if rig.rehearse:
-        lines[1:1] = ["", ("CPU rehearsal: the kernels below are CPU ops (self time), not GPU kernels; the native "
-                           "model's launches are the emulated CUDA launches.")]
+        lines[1:1] = [
+            "",
+            (
+                "CPU rehearsal: the kernels below are CPU ops (self time), not GPU kernels; the native "
+                "model's launches are the emulated CUDA launches."
+            ),
+        ]
     try:
         with torch.inference_mode():
             models = Models(rig, sizes, getattr(torch, args.dtype))
             # Triton last: it autotunes on its first call (and is slowest under the rehearsal's interpreter).
-            candidates = {"fused native": models.fused.get("native"), BASELINE: models.eager_cl,
-                          "fused triton": models.fused.get("triton")}
+            candidates = {
+                "fused native": models.fused.get("native"),
+                BASELINE: models.eager_cl,
+                "fused triton": models.fused.get("triton"),
+            }
             for name, fn in candidates.items():
                 if fn is None:
                     lines.append(f"| {name} | | not usable here | | |")
@@ -113,14 +125,19 @@ def main() -> int:
                         rig.sync()
                         launches, kernels = profile_once(rig, fn, x, emulated=rig.rehearse and name == "fused native")
                     except Exception as exc:  # noqa: BLE001  a failing model is reported, the others still profiled
-                        lines.append(f"| {name} | {batch} | FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | |")
+                        lines.append(
+                            f"| {name} | {batch} | FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | |"
+                        )
                         continue
                     total_ms = sum(sum(t) for t in kernels.values()) / 1e3
-                    lines.append(f"| {name} | {batch} | {launches if launches is not None else 'n/a'} | "
-                                 f"{'n/a' if rig.rehearse else f'{total_ms:.3f}'} | {len(kernels)} |")
+                    lines.append(
+                        f"| {name} | {batch} | {launches if launches is not None else 'n/a'} | "
+                        f"{'n/a' if rig.rehearse else f'{total_ms:.3f}'} | {len(kernels)} |"
+                    )
                     if i == 0:
-                        tables.append(kernel_table(name, batch, kernels, args.top or (10 if rig.rehearse else 25),
-                                                   rig.rehearse))
+                        tables.append(
+                            kernel_table(name, batch, kernels, args.top or (10 if rig.rehearse else 25), rig.rehearse)
+                        )
                     write()  # after every forward, so a time limit keeps what was profiled
     except KeyboardInterrupt:
         lines.append("| (stopped by the time limit) | | | | |")
@@ -134,14 +151,22 @@ def kernel_table(name: str, batch: int, kernels: dict[str, list[float]], top: in
     unit = "self CPU us" if rehearse else "us"
     rows = sorted(kernels.items(), key=lambda kv: -sum(kv[1]))
     total = sum(sum(t) for t in kernels.values()) or 1.0
-    lines = [f"### {name}, batch {batch}", "", f"| kernel | launches | total {unit} | {unit} per launch | share |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"### {name}, batch {batch}",
+        "",
+        f"| kernel | launches | total {unit} | {unit} per launch | share |",
+        "|---|---|---|---|---|",
+    ]
     for kernel, times in rows[:top]:
-        lines.append(f"| `{_display(kernel)}` | {len(times)} | {sum(times):.1f} | {sum(times) / len(times):.1f} | "
-                     f"{100 * sum(times) / total:.1f}% |")
+        lines.append(
+            f"| `{_display(kernel)}` | {len(times)} | {sum(times):.1f} | {sum(times) / len(times):.1f} | "
+            f"{100 * sum(times) / total:.1f}% |"
+        )
     rest = rows[top:]
     if rest:
-        lines.append(f"| ({len(rest)} more kernels) | {sum(len(t) for _, t in rest)} | {sum(sum(t) for _, t in rest):.1f} | | |")
+        lines.append(
+            f"| ({len(rest)} more kernels) | {sum(len(t) for _, t in rest)} | {sum(sum(t) for _, t in rest):.1f} | | |"
+        )
     return lines
 
 

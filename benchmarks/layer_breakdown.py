@@ -14,15 +14,15 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import shufflekernels as sk  # noqa: E402
+
 from providers import randomized_model  # noqa: E402
 
 
@@ -37,11 +37,15 @@ def reference_layers(model) -> list[tuple[str, Callable]]:
 
 def fused_layers(fused: sk.FusedShuffleNetV2) -> list[tuple[str, Callable]]:
     def stem(x):
-        return torch.ops.shufflekernels.stem(x.contiguous(memory_format=torch.channels_last), fused.conv1_weight, fused.conv1_bias)
+        return torch.ops.shufflekernels.stem(
+            x.contiguous(memory_format=torch.channels_last), fused.conv1_weight, fused.conv1_bias
+        )
 
     def head(x):
         x = torch.ops.shufflekernels.pointwise(x, fused.conv5_weight, fused.conv5_bias)
-        return torch.ops.shufflekernels.pointwise(x.mean((2, 3), keepdim=True), fused.fc_weight, fused.fc_bias, False).flatten(1)
+        return torch.ops.shufflekernels.pointwise(
+            x.mean((2, 3), keepdim=True), fused.fc_weight, fused.fc_bias, False
+        ).flatten(1)
 
     return [("stem", stem), *((f"unit {i}", unit) for i, unit in enumerate(fused.units)), ("head", head)]
 
@@ -86,14 +90,20 @@ def main() -> int:
         r, f = statistics.median(times[("ref", i)]), statistics.median(times[("fused", i)])
         rows.append({"layer": name, "shape": list(ref_in[i].shape), "reference_ms": r, "fused_ms": f})
     total_r, total_f = sum(r["reference_ms"] for r in rows), sum(r["fused_ms"] for r in rows)
-    print(f"x{args.width} batch {args.batch}, {args.threads} threads; each layer alone, medians of {args.rounds} rounds")
+    print(
+        f"x{args.width} batch {args.batch}, {args.threads} threads; each layer alone, medians of {args.rounds} rounds"
+    )
     print(f"{'layer':24} {'input':20} {'reference ms':>12} {'fused ms':>9} {'speed-up':>8} {'share of fused':>14}")
     for r in rows:
-        print(f"{r['layer']:24} {str(tuple(r['shape'][1:])):20} {r['reference_ms']:12.3f} {r['fused_ms']:9.3f} "
-              f"{r['reference_ms'] / r['fused_ms']:7.2f}x {100 * r['fused_ms'] / total_f:13.1f}%")
+        print(
+            f"{r['layer']:24} {str(tuple(r['shape'][1:])):20} {r['reference_ms']:12.3f} {r['fused_ms']:9.3f} "
+            f"{r['reference_ms'] / r['fused_ms']:7.2f}x {100 * r['fused_ms'] / total_f:13.1f}%"
+        )
     print(f"{'total':45} {total_r:12.3f} {total_f:9.3f} {total_r / total_f:7.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"width": args.width, "batch": args.batch, "threads": args.threads, "layers": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"width": args.width, "batch": args.batch, "threads": args.threads, "layers": rows}, indent=2)
+        )
     return 0
 
 

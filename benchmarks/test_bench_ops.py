@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import shufflekernels as sk
+from shufflekernels import reference as ref
+
 from conftest import record
 from providers import X1_0_DOWN_UNITS, X1_0_DWCONVS, X1_0_SPLIT_UNITS, torch_dwconv_bn, torch_shuffle_cat, unit_params
-from shufflekernels import reference as ref
 
 native = pytest.mark.skipif(not sk.backends()["native-cpu"]["usable"], reason="native CPU kernels not built")
 
@@ -21,7 +22,9 @@ LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 
 
 def _x(n, c, h, layout, seed=0):
-    return torch.randn(n, c, h, h, generator=torch.Generator().manual_seed(seed)).contiguous(memory_format=LAYOUTS[layout])
+    return torch.randn(n, c, h, h, generator=torch.Generator().manual_seed(seed)).contiguous(
+        memory_format=LAYOUTS[layout]
+    )
 
 
 SHUFFLE_PROVIDERS = {

@@ -1,9 +1,9 @@
 """shufflekernels: fused CPU, CUDA and Triton kernels for ShuffleNetV2 inference in PyTorch.
 
-    import shufflekernels as sk
-    sk.ops.shuffle_cat([a, b])                    # channel shuffle fused with concat
-    sk.ops.dwconv3x3(x, w, b, stride=2, relu=True)  # depthwise 3x3 with folded BatchNorm
-    sk.backends()                                 # what is built and usable here, and why not
+import shufflekernels as sk
+sk.ops.shuffle_cat([a, b])                    # channel shuffle fused with concat
+sk.ops.dwconv3x3(x, w, b, stride=2, relu=True)  # depthwise 3x3 with folded BatchNorm
+sk.backends()                                 # what is built and usable here, and why not
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def backends() -> dict[str, dict]:
             "built": bool(_library.NATIVE_KERNELS["cpu"]),
             "usable": bool(_library.NATIVE_KERNELS["cpu"]),
             "ops": sorted(_library.NATIVE_KERNELS["cpu"]),
-            "why": native_why or f"C++ kernels; float32 channels_last engine: {info.get('cpu_engine_isa', '?')} "
+            "why": native_why
+            or f"C++ kernels; float32 channels_last engine: {info.get('cpu_engine_isa', '?')} "
             f"(chosen at run time); torch CPU capability {torch.backends.cpu.get_cpu_capability()}",
         },
         "native-cuda": {
@@ -45,8 +46,12 @@ def backends() -> dict[str, dict]:
             "why": native_why
             or (
                 f"CUDA kernels for {info.get('cuda_archs')} (CUDA {info.get('cuda_version')})"
-                + ("" if cuda_device else "; no CUDA device visible to torch (the tests run these kernels on the "
-                   "CPU through torch.ops.shufflekernels_cuda_emulated)")
+                + (
+                    ""
+                    if cuda_device
+                    else "; no CUDA device visible to torch (the tests run these kernels on the "
+                    "CPU through torch.ops.shufflekernels_cuda_emulated)"
+                )
                 if _library.NATIVE_KERNELS["cuda"]
                 else "not compiled: torch is not a CUDA build or no CUDA toolkit was found at build time"
             ),

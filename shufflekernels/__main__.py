@@ -13,7 +13,7 @@ import json
 import statistics
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -35,12 +35,17 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     info = sk.build_info()
-    print(f"shufflekernels {sk.__version__}, torch {torch.__version__}, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}, threads {torch.get_num_threads()}, "
-          f"CUDA device: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    print(
+        f"shufflekernels {sk.__version__}, torch {torch.__version__}, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}, threads {torch.get_num_threads()}, "
+        f"CUDA device: {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}"
+    )
     if info:
         print("native library: " + ", ".join(f"{k}={v}" for k, v in info.items()))
-    rows = [[name, "yes" if e["built"] else "no", "yes" if e["usable"] else "no", e["why"]] for name, e in sk.backends().items()]
+    rows = [
+        [name, "yes" if e["built"] else "no", "yes" if e["usable"] else "no", e["why"]]
+        for name, e in sk.backends().items()
+    ]
     print(_table(rows, ["backend", "built", "usable", "details"]))
     return 0
 
@@ -137,7 +142,9 @@ def run_bench(args: argparse.Namespace) -> list[dict]:
     if device == "cpu":
         torch.set_num_threads(args.threads)
     model = demo_model(args.width).to(device=device, dtype=dtype)
-    x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1)).to(device=device, dtype=dtype)
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1)).to(
+        device=device, dtype=dtype
+    )
     results = []
     with torch.inference_mode():
         expected = model(x).float()
@@ -166,11 +173,20 @@ def run_bench(args: argparse.Namespace) -> list[dict]:
     base = statistics.median(times["reference eager"])
     for name in providers:
         median = statistics.median(times[name])
-        results.append({
-            "provider": name, "width": args.width, "batch": args.batch, "device": device, "dtype": args.dtype,
-            "threads": args.threads if device == "cpu" else None, "median_ms": median * 1e3,
-            "img_per_s": args.batch / median, "speedup_vs_eager": base / median, "max_rel_err": errors[name],
-        })
+        results.append(
+            {
+                "provider": name,
+                "width": args.width,
+                "batch": args.batch,
+                "device": device,
+                "dtype": args.dtype,
+                "threads": args.threads if device == "cpu" else None,
+                "median_ms": median * 1e3,
+                "img_per_s": args.batch / median,
+                "speedup_vs_eager": base / median,
+                "max_rel_err": errors[name],
+            }
+        )
     return results
 
 
@@ -188,7 +204,12 @@ def _plot(results: list[dict], path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(names) + 1.5))
     bars = ax.barh(names, speed, color=["#999999" if n.startswith("reference") else "#2a7ab0" for n in names])
     for bar, r in zip(bars, results):
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {r['median_ms']:.2f} ms, {r['img_per_s']:.0f} img/s", va="center")
+        ax.text(
+            bar.get_width(),
+            bar.get_y() + bar.get_height() / 2,
+            f" {r['median_ms']:.2f} ms, {r['img_per_s']:.0f} img/s",
+            va="center",
+        )
     r0 = results[0]
     ax.set_xlabel("speed-up over reference eager (same run, medians)")
     ax.set_title(f"ShuffleNetV2 x{r0['width']}, batch {r0['batch']}, {r0['device']} {r0['dtype']}")
@@ -202,16 +223,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench: --device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
         return 2
-    print(f"ShuffleNetV2 x{args.width}, batch {args.batch}, {args.size}x{args.size}, {args.device} {args.dtype}"
-          + (f", {args.threads} threads" if args.device == "cpu" else ""), file=sys.stderr)
+    print(
+        f"ShuffleNetV2 x{args.width}, batch {args.batch}, {args.size}x{args.size}, {args.device} {args.dtype}"
+        + (f", {args.threads} threads" if args.device == "cpu" else ""),
+        file=sys.stderr,
+    )
     results = run_bench(args)
-    rows = [[r["provider"], f"{r['median_ms']:.2f}", f"{r['img_per_s']:.0f}", f"{r['speedup_vs_eager']:.2f}x",
-             f"{r['max_rel_err']:.1e}"] for r in results]
+    rows = [
+        [
+            r["provider"],
+            f"{r['median_ms']:.2f}",
+            f"{r['img_per_s']:.0f}",
+            f"{r['speedup_vs_eager']:.2f}x",
+            f"{r['max_rel_err']:.1e}",
+        ]
+        for r in results
+    ]
     print(_table(rows, ["provider", "latency ms", "img/s", "vs eager", "max rel err"]))
     worst = max(r["max_rel_err"] for r in results)
     tolerance = 1e-4 if args.dtype == "float32" else 3e-2
-    print(f"\nparity: max relative error {worst:.1e} against reference eager ({'ok' if worst <= tolerance else 'FAIL'}, "
-          f"limit {tolerance:.0e})")
+    print(
+        f"\nparity: max relative error {worst:.1e} against reference eager ({'ok' if worst <= tolerance else 'FAIL'}, "
+        f"limit {tolerance:.0e})"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
@@ -238,8 +272,9 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shufflekernels", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m shufflekernels", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("info", help="what is built and usable here").set_defaults(func=cmd_info)
     sub.add_parser("check", help="parity of every usable backend against the reference").set_defaults(func=cmd_check)

@@ -45,7 +45,9 @@ except ImportError as exc:  # the package works without it, on the reference (an
 NATIVE_LOADED = LOAD_ERROR is None
 
 # Ops whose schema the loaded library defines (a library built from older sources may lack some).
-DEFINED_OPS: frozenset[str] = frozenset(op for op in OPS if NATIVE_LOADED and registry.defined_in(registry.NATIVE_NS, op))
+DEFINED_OPS: frozenset[str] = frozenset(
+    op for op in OPS if NATIVE_LOADED and registry.defined_in(registry.NATIVE_NS, op)
+)
 
 # shufflekernels::prepack(weights): not an op of the contract but a hint to the CPU kernels that they
 # may keep packed copies of these 1x1 weights (csrc/cpu/packed_weights.cpp).
@@ -82,7 +84,7 @@ def triton_usable() -> bool:
     return TRITON_INSTALLED and (interpreter_enabled() or torch.cuda.is_available())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def triton_status() -> tuple[bool, str]:
     """(usable, why) for the Triton backend on this machine, for reports and error messages; cached
     (``triton_status.cache_clear()``)."""

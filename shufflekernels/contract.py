@@ -14,7 +14,7 @@ Messages: ``shufflekernels.<op>: argument '<arg>' expected <what>, got <value>``
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -88,7 +88,9 @@ def check_dw_params(op: str, names: tuple[str, str], x: Tensor, weight: object, 
         check_like(op, names[1], bias, "x", x, (channels,))
 
 
-def check_pw_params(op: str, names: tuple[str, str], x: Tensor, weight: object, bias: object, c_out: int, c_in: int) -> None:
+def check_pw_params(
+    op: str, names: tuple[str, str], x: Tensor, weight: object, bias: object, c_out: int, c_in: int
+) -> None:
     """A pointwise weight ``[Cout, Cin, 1, 1]`` and its bias ``[Cout]``."""
     check_like(op, names[0], weight, "x", x, (c_out, c_in, 1, 1))
     check_like(op, names[1], bias, "x", x, (c_out,))

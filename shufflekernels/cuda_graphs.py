@@ -3,7 +3,7 @@ latency on a GPU needs (eager ShuffleNetV2 is launch-bound)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -16,10 +16,10 @@ layer ops from Python.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _library, ops
@@ -27,6 +27,7 @@ from . import reference as _reference
 from .reference import fold_bn
 
 __all__ = ["FusedShuffleNetV2"]
+
 
 def _tap_major(weight: Tensor) -> Tensor:
     """A depthwise weight [C, 1, 3, 3] with the same values, stored as [9][C] (one tap's weights
@@ -139,11 +140,19 @@ class FusedShuffleNetV2(nn.Module):
     output logits ``[N, num_classes]``.
     """
 
-    def __init__(self, stem: Mapping[str, Tensor], stages: list[list[tuple[type[_FusedUnit], dict]]],
-                 head: Mapping[str, Tensor], stages_out_channels: list[int], backend: str = "auto") -> None:
+    def __init__(
+        self,
+        stem: Mapping[str, Tensor],
+        stages: list[list[tuple[type[_FusedUnit], dict]]],
+        head: Mapping[str, Tensor],
+        stages_out_channels: list[int],
+        backend: str = "auto",
+    ) -> None:
         super().__init__()
         if backend not in ops.BACKENDS:
-            raise ValueError(f"shufflekernels.FusedShuffleNetV2: argument 'backend' expected one of {ops.BACKENDS}, got {backend!r}")
+            raise ValueError(
+                f"shufflekernels.FusedShuffleNetV2: argument 'backend' expected one of {ops.BACKENDS}, got {backend!r}"
+            )
         self.backend = backend
         self.stages_out_channels = list(stages_out_channels)
         self.width = _width_of(self.stages_out_channels)
@@ -160,7 +169,7 @@ class FusedShuffleNetV2(nn.Module):
     # ----------------------------------------------------------------------------------------------
 
     @classmethod
-    def from_torchvision(cls, model: nn.Module, backend: str = "auto") -> "FusedShuffleNetV2":
+    def from_torchvision(cls, model: nn.Module, backend: str = "auto") -> FusedShuffleNetV2:
         """From ``torchvision.models.shufflenet_v2_x*`` (or anything with its structure; torchvision is
         not imported). The model's BatchNorm running statistics are folded, i.e. eval-mode semantics."""
         for attr in ("conv1", "stage2", "stage3", "stage4", "conv5", "fc"):
@@ -183,7 +192,7 @@ class FusedShuffleNetV2(nn.Module):
         return fused.to(device=model.fc.weight.device, dtype=model.fc.weight.dtype)
 
     @classmethod
-    def from_reference(cls, model: _reference.ShuffleNetV2, backend: str = "auto") -> "FusedShuffleNetV2":
+    def from_reference(cls, model: _reference.ShuffleNetV2, backend: str = "auto") -> FusedShuffleNetV2:
         """From a ``shufflekernels.reference.ShuffleNetV2``."""
         if not isinstance(model, _reference.ShuffleNetV2):
             raise TypeError(
@@ -193,8 +202,9 @@ class FusedShuffleNetV2(nn.Module):
         return cls.from_torchvision(model, backend=backend)
 
     @classmethod
-    def from_state_dict(cls, state_dict: Mapping[str, Any], width: float = 1.0, num_classes: int = 1000,
-                        backend: str = "auto") -> "FusedShuffleNetV2":
+    def from_state_dict(
+        cls, state_dict: Mapping[str, Any], width: float = 1.0, num_classes: int = 1000, backend: str = "auto"
+    ) -> FusedShuffleNetV2:
         """From a torchvision/reference ``state_dict`` of a ``shufflenet_v2_x{width}`` model."""
         if width not in _reference.WIDTHS:
             raise ValueError(
@@ -210,7 +220,7 @@ class FusedShuffleNetV2(nn.Module):
     # Inference
     # ----------------------------------------------------------------------------------------------
 
-    def train(self, mode: bool = True) -> "FusedShuffleNetV2":
+    def train(self, mode: bool = True) -> FusedShuffleNetV2:
         if mode:
             raise RuntimeError(
                 "shufflekernels.FusedShuffleNetV2 is inference-only (BatchNorm is folded into the convs); "
@@ -236,8 +246,13 @@ class FusedShuffleNetV2(nn.Module):
         # The stem has no Triton kernel (it is not one of the fused families): under backend="triton"
         # it runs natively where built, else as the reference.
         stem_backend = "native" if "stem" in _library.NATIVE_KERNELS.get(x.device.type, ()) else "reference"
-        x = _run("stem", self.backend if self.backend in ("native", "reference") else stem_backend, x,
-                 self.conv1_weight, self.conv1_bias)
+        x = _run(
+            "stem",
+            self.backend if self.backend in ("native", "reference") else stem_backend,
+            x,
+            self.conv1_weight,
+            self.conv1_bias,
+        )
         if self._units_native(x.device):
             # The units straight through the dispatcher, without a module call each: at batch 1 the
             # Python around sixteen small ops is a tenth of the forward.
@@ -274,9 +289,11 @@ class FusedShuffleNetV2(nn.Module):
             ops.resolve_backend("down_unit", self.backend, device) == "native"
         )
 
-    def set_backend(self, backend: str) -> "FusedShuffleNetV2":
+    def set_backend(self, backend: str) -> FusedShuffleNetV2:
         if backend not in ops.BACKENDS:
-            raise ValueError(f"shufflekernels.FusedShuffleNetV2: argument 'backend' expected one of {ops.BACKENDS}, got {backend!r}")
+            raise ValueError(
+                f"shufflekernels.FusedShuffleNetV2: argument 'backend' expected one of {ops.BACKENDS}, got {backend!r}"
+            )
         self.backend = backend
         for unit in self.units:
             unit.backend = backend

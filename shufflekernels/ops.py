@@ -16,7 +16,8 @@ Dtypes: float32 everywhere; float16 and bfloat16 too (the CPU kernels accumulate
 from __future__ import annotations
 
 import inspect
-from typing import Literal, Optional, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -57,8 +58,15 @@ def call(name: str, *args, backend: Backend = "auto") -> Tensor:
 
 
 # Schema types (as torch prints them) -> the wrapper's annotations.
-_ANNOTATIONS = {"Tensor": Tensor, "Optional[Tensor]": Optional[Tensor], "List[Tensor]": Sequence[Tensor], "List[int]": Sequence[int], "int": int,
-                "bool": bool}
+_ANNOTATIONS = {
+    "Tensor": Tensor,
+    "Optional[Tensor]": Tensor | None,
+    "List[Tensor]": Sequence[Tensor],
+    "List[int]": Sequence[int],
+    "int": int,
+    "float": float,
+    "bool": bool,
+}
 
 
 def _wrapper(spec: registry.OpSpec):
@@ -66,7 +74,9 @@ def _wrapper(spec: registry.OpSpec):
     Written as source, as dataclasses does, so a call costs one Python frame and no argument binding."""
     parameters, values = [], {}
     for arg in spec.arguments:
-        kind = inspect.Parameter.KEYWORD_ONLY if arg.name in spec.keyword_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
+        kind = (
+            inspect.Parameter.KEYWORD_ONLY if arg.name in spec.keyword_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
+        )
         default = spec.defaults.get(arg.name, arg.default_value if arg.has_default_value() else inspect.Parameter.empty)
         parameters.append(inspect.Parameter(arg.name, kind, default=default, annotation=_ANNOTATIONS[str(arg.type)]))
     parameters.append(inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default="auto", annotation=Backend))
@@ -81,7 +91,9 @@ def _wrapper(spec: registry.OpSpec):
             values[f"_default_{p.name}"] = p.default
             source_params.append(f"{p.name}=_default_{p.name}")
     arguments = ", ".join(spec.arg_names)
-    source = f"def {spec.name}({', '.join(source_params)}):\n    return _dispatch({spec.name!r}, ({arguments},), backend)\n"
+    source = (
+        f"def {spec.name}({', '.join(source_params)}):\n    return _dispatch({spec.name!r}, ({arguments},), backend)\n"
+    )
     namespace = {"_dispatch": _dispatch, **values}
     exec(source, namespace)  # noqa: S102  (generated from the registry's own schema strings)
     fn = namespace[spec.name]

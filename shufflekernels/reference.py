@@ -8,7 +8,7 @@ FusedShuffleNetV2 as they are. torchvision is not needed.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -240,7 +240,9 @@ class ShuffleNetV2(nn.Module):
     conv1, stage2..stage4 and conv5 (5 ints). Input ``[N, 3, H, W]``, output ``[N, num_classes]``.
     """
 
-    def __init__(self, stages_repeats: Sequence[int], stages_out_channels: Sequence[int], num_classes: int = 1000) -> None:
+    def __init__(
+        self, stages_repeats: Sequence[int], stages_out_channels: Sequence[int], num_classes: int = 1000
+    ) -> None:
         super().__init__()
         if len(stages_repeats) != 3:
             raise ValueError("expected stages_repeats as list of 3 positive ints")

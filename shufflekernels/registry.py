@@ -19,8 +19,7 @@ op", lists what a new op touches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -37,70 +36,18 @@ from .contract import (
     check_spatial,
     check_tensor,
     dw_out_size,
-    empty_output,
     fail,
 )
+from .opspec import OpSpec
+from .opspec import dw_params as _dw
+from .opspec import pw_params as _pw
+from .opspec import rand as _rand
 
 # Namespaces whose ops carry the schemas below: the native library, its CUDA kernels emulated on host
 # threads (csrc/cuda/host_emulation.cpp) and the Triton library (triton/library.py).
 NATIVE_NS = "shufflekernels"
 EMULATED_NS = "shufflekernels_cuda_emulated"
 TRITON_NS = "shufflekernels_triton"
-
-Kind = Literal["permutation", "depthwise", "gemm"]
-
-
-@dataclass(frozen=True)
-class OpSpec:
-    """One op. ``make_args(case, gen)`` returns float32 CPU arguments in schema order for an op-specific
-    case tuple (``case_doc``); callers move them to a device and dtype."""
-
-    name: str
-    schema: str
-    doc: str
-    check: Callable[..., None]
-    out_shape: Callable[..., tuple[int, ...]]
-    reference: Callable[..., Tensor]
-    make_args: Callable[[tuple, torch.Generator], tuple]
-    case_doc: str
-    example_case: tuple  # a case at the network's shapes (x1.0), for the CLI check
-    kind: Kind
-    backends: frozenset[str] = frozenset({"native", "triton"})
-    triton: str | None = None  # "module:function" of the launcher in shufflekernels/triton/
-    keyword_only: Sequence[str] = ()  # arguments the Python wrapper takes by keyword only
-    defaults: dict = field(default_factory=dict)  # Python defaults beyond the schema's own
-    differentiable: bool = False
-    backward: Callable | None = field(default=None, repr=False)  # (ns_ops, ctx, grad) -> grads
-    setup_context: Callable | None = field(default=None, repr=False)
-
-    @property
-    def arguments(self) -> list[torch._C.Argument]:
-        return list(torch._C.parse_schema(f"x::{self.schema}").arguments)
-
-    @property
-    def arg_names(self) -> list[str]:
-        return [a.name for a in self.arguments]
-
-    def fake(self, *args):
-        """The fake (meta) kernel: the contract's check, then an empty output of the right shape and
-        memory format (the first tensor argument decides the format, as in the kernels)."""
-        self.check(*args)
-        first = args[0][0] if isinstance(args[0], (list, tuple)) else args[0]
-        return empty_output(first, self.out_shape(*args))
-
-
-def _rand(gen: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
-    return scale * torch.randn(*shape, generator=gen)
-
-
-def _pw(gen, c_out: int, c_in: int) -> tuple[Tensor, Tensor]:
-    """A 1x1 weight scaled to keep activations O(1), and a bias of both signs (so ReLUs clip)."""
-    return _rand(gen, c_out, c_in, 1, 1, scale=max(c_in, 1) ** -0.5), _rand(gen, c_out, scale=0.5)
-
-
-def _dw(gen, channels: int) -> tuple[Tensor, Tensor]:
-    return _rand(gen, channels, 1, 3, 3, scale=1 / 3), _rand(gen, channels, scale=0.5)
-
 
 # --------------------------------------------------------------------------------------------------
 # The ops: each one's check (the order csrc/contract.h runs them in), output shape and entry.
@@ -208,7 +155,11 @@ DWCONV3X3 = OpSpec(
     Returns ``[N, C, (H - 1) // stride + 1, (W - 1) // stride + 1]`` in x's memory format.
     Inference-only: inputs that require grad under grad mode are refused.""",
     check=check_dwconv3x3,
-    out_shape=lambda x, w, b, stride, relu: (*x.shape[:2], dw_out_size(x.shape[2], stride), dw_out_size(x.shape[3], stride)),
+    out_shape=lambda x, w, b, stride, relu: (
+        *x.shape[:2],
+        dw_out_size(x.shape[2], stride),
+        dw_out_size(x.shape[3], stride),
+    ),
     reference=lambda x, weight, bias, stride, relu: ref.dwconv3x3(x, weight, bias, stride=stride, relu=relu),
     make_args=lambda case, gen: (
         _rand(gen, *case[:4]),
@@ -278,7 +229,10 @@ STEM = OpSpec(
     Inference-only.""",
     check=check_stem,
     out_shape=lambda x, weight, bias: (
-        x.shape[0], weight.shape[0], dw_out_size(dw_out_size(x.shape[2], 2), 2), dw_out_size(dw_out_size(x.shape[3], 2), 2),
+        x.shape[0],
+        weight.shape[0],
+        dw_out_size(dw_out_size(x.shape[2], 2), 2),
+        dw_out_size(dw_out_size(x.shape[3], 2), 2),
     ),  # fmt: skip
     reference=ref.stem,
     make_args=lambda case, gen: (
@@ -376,6 +330,7 @@ DOWN_UNIT = OpSpec(
     kind="gemm",
     triton="units:down_unit",
 )
+
 
 def check_shufflenet(x: Tensor, params: Sequence[Tensor], stage_repeats: Sequence[int]) -> None:
     op = "shufflenet"

@@ -89,7 +89,10 @@ CASES: dict[str, list[tuple[tuple, str]]] = {
     # (N, H, W, C_stem, C_stage2, C_stage3, C_stage4, C_conv5, classes, repeats...)
     "shufflenet": [
         ((1, 64, 64, 24, 116, 232, 464, 1024, 1000, 4, 8, 4), "x1.0 at batch 1: every layer shared by the threads"),
-        ((3, 40, 36, 24, 48, 96, 192, 256, 10, 2, 3, 2), "x0.5 widths, batch 3: whole images per thread, one left over"),
+        (
+            (3, 40, 36, 24, 48, 96, 192, 256, 10, 2, 3, 2),
+            "x0.5 widths, batch 3: whole images per thread, one left over",
+        ),
         ((2, 33, 47, 16, 40, 80, 160, 64, 7, 1, 2, 1), "odd sizes: every stride-2 window overhangs; one-unit stages"),
         ((1, 9, 9, 8, 16, 32, 64, 32, 5, 1, 1, 1), "a 9x9 image: 3x3 after the stem, 1x1 from stage 3 on"),
         ((0, 16, 16, 8, 16, 32, 64, 32, 5, 1, 1, 1), "empty batch"),

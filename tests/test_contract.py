@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import warnings
@@ -11,13 +10,11 @@ import pytest
 import torch
 
 import shufflekernels as sk
-from shufflekernels import _library
-from shufflekernels import ops
+from shufflekernels import _library, ops, registry
 from shufflekernels import reference as ref
 
 from conftest import native_devices, requires_native_cpu
 from op_cases import CASES, make_inputs
-from shufflekernels import registry
 
 # --------------------------------------------------------------------------------------------------
 # Bad input: one contract, every path. The C++ checks (csrc/contract.h) are the contract for native
@@ -73,52 +70,196 @@ BAD_INPUTS = {
     "channel_shuffle groups does not divide C": ("channel_shuffle", lambda: (x4, 3), ValueError, "groups", {}),
     "channel_shuffle groups 0": ("channel_shuffle", lambda: (x4, 0), ValueError, "groups", {}),
     "channel_shuffle groups negative": ("channel_shuffle", lambda: (x4, -2), ValueError, "groups", {}),
-    "channel_shuffle groups float": ("channel_shuffle", lambda: (x4, 2.0), TypeError, "groups", {"native": SCHEMA_REFUSES}),
-    "channel_shuffle integer dtype": ("channel_shuffle", lambda: (torch.ones(1, 4, 2, 2, dtype=torch.int32), 2), TypeError, "x", {}),
-    "channel_shuffle complex dtype": ("channel_shuffle", lambda: (torch.ones(1, 4, 2, 2, dtype=torch.complex64), 2), TypeError, "x", {}),
-    "channel_shuffle not a tensor": ("channel_shuffle", lambda: ([[1.0]], 1), TypeError, "x", {"native": SCHEMA_REFUSES}),
+    "channel_shuffle groups float": (
+        "channel_shuffle",
+        lambda: (x4, 2.0),
+        TypeError,
+        "groups",
+        {"native": SCHEMA_REFUSES},
+    ),
+    "channel_shuffle integer dtype": (
+        "channel_shuffle",
+        lambda: (torch.ones(1, 4, 2, 2, dtype=torch.int32), 2),
+        TypeError,
+        "x",
+        {},
+    ),
+    "channel_shuffle complex dtype": (
+        "channel_shuffle",
+        lambda: (torch.ones(1, 4, 2, 2, dtype=torch.complex64), 2),
+        TypeError,
+        "x",
+        {},
+    ),
+    "channel_shuffle not a tensor": (
+        "channel_shuffle",
+        lambda: ([[1.0]], 1),
+        TypeError,
+        "x",
+        {"native": SCHEMA_REFUSES},
+    ),
     "shuffle_cat empty list": ("shuffle_cat", lambda: ([],), ValueError, "tensors", {"native": NO_TENSOR}),
     "shuffle_cat a bare tensor": ("shuffle_cat", lambda: (x4,), TypeError, "tensors", {"native": SCHEMA_REFUSES}),
-    "shuffle_cat shapes differ": ("shuffle_cat", lambda: ([x4, torch.randn(2, 8, 5, 6)],), ValueError, "tensors[1]", {}),
-    "shuffle_cat third of three differs": ("shuffle_cat", lambda: ([x4, x4, torch.randn(2, 4, 5, 5)],), ValueError, "tensors[2]", {}),
+    "shuffle_cat shapes differ": (
+        "shuffle_cat",
+        lambda: ([x4, torch.randn(2, 8, 5, 6)],),
+        ValueError,
+        "tensors[1]",
+        {},
+    ),
+    "shuffle_cat third of three differs": (
+        "shuffle_cat",
+        lambda: ([x4, x4, torch.randn(2, 4, 5, 5)],),
+        ValueError,
+        "tensors[2]",
+        {},
+    ),
     "shuffle_cat dtypes differ": ("shuffle_cat", lambda: ([x4, x4.double()],), TypeError, "tensors[1]", {}),
     "shuffle_cat rank 2": ("shuffle_cat", lambda: ([torch.randn(2, 8)] * 2,), ValueError, "tensors[0]", {}),
     "dwconv3x3 rank 5": ("dwconv3x3", lambda: (torch.randn(1, 2, 8, 5, 5), w8, None, 1, False), ValueError, "x", {}),
-    "dwconv3x3 weight shape": ("dwconv3x3", lambda: (x4, torch.randn(8, 1, 5, 5), None, 1, False), ValueError, "weight", {}),
-    "dwconv3x3 weight channels": ("dwconv3x3", lambda: (x4, torch.randn(4, 1, 3, 3), None, 1, False), ValueError, "weight", {}),
+    "dwconv3x3 weight shape": (
+        "dwconv3x3",
+        lambda: (x4, torch.randn(8, 1, 5, 5), None, 1, False),
+        ValueError,
+        "weight",
+        {},
+    ),
+    "dwconv3x3 weight channels": (
+        "dwconv3x3",
+        lambda: (x4, torch.randn(4, 1, 3, 3), None, 1, False),
+        ValueError,
+        "weight",
+        {},
+    ),
     "dwconv3x3 bias shape": ("dwconv3x3", lambda: (x4, w8, torch.randn(7), 1, False), ValueError, "bias", {}),
     "dwconv3x3 weight dtype": ("dwconv3x3", lambda: (x4, w8.double(), None, 1, False), TypeError, "weight", {}),
     "dwconv3x3 stride 3": ("dwconv3x3", lambda: (x4, w8, None, 3, False), ValueError, "stride", {}),
     "dwconv3x3 stride 0": ("dwconv3x3", lambda: (x4, w8, None, 0, False), ValueError, "stride", {}),
     "dwconv3x3 zero width": ("dwconv3x3", lambda: (torch.randn(1, 8, 5, 0), w8, None, 1, False), ValueError, "x", {}),
     "dwconv3x3 integer dtype": ("dwconv3x3", lambda: (x4.long(), w8.long(), None, 1, False), TypeError, "x", {}),
-    "dwconv3x3 relu not bool": ("dwconv3x3", lambda: (x4, w8, None, 1, 1), TypeError, "relu", {"native": SCHEMA_REFUSES}),
-    "pointwise weight channels": ("pointwise", lambda: (x4, torch.randn(6, 4, 1, 1), torch.randn(6), True), ValueError, "weight", {}),
-    "pointwise bias shape": ("pointwise", lambda: (x4, torch.randn(6, 8, 1, 1), torch.randn(5), True), ValueError, "bias", {}),
+    "dwconv3x3 relu not bool": (
+        "dwconv3x3",
+        lambda: (x4, w8, None, 1, 1),
+        TypeError,
+        "relu",
+        {"native": SCHEMA_REFUSES},
+    ),
+    "pointwise weight channels": (
+        "pointwise",
+        lambda: (x4, torch.randn(6, 4, 1, 1), torch.randn(6), True),
+        ValueError,
+        "weight",
+        {},
+    ),
+    "pointwise bias shape": (
+        "pointwise",
+        lambda: (x4, torch.randn(6, 8, 1, 1), torch.randn(5), True),
+        ValueError,
+        "bias",
+        {},
+    ),
     # torch's own conv2d answers [N, 0, H, W] for no input channels, so there is no reference to match.
-    "pointwise no input channels": ("pointwise", lambda: (torch.randn(2, 0, 3, 3), torch.randn(4, 0, 1, 1), torch.randn(4), True), ValueError, "x", {}),
-    "pointwise 3x3 weight": ("pointwise", lambda: (x4, torch.randn(6, 8, 3, 3), torch.randn(6), True), ValueError, "weight", {}),
-    "pointwise 2-D weight": ("pointwise", lambda: (x4, torch.randn(6, 8), torch.randn(6), False), ValueError, "weight", {}),
-    "stem weight in-channels": ("stem", lambda: (x4, torch.randn(24, 3, 3, 3), torch.randn(24)), ValueError, "weight", {}),
+    "pointwise no input channels": (
+        "pointwise",
+        lambda: (torch.randn(2, 0, 3, 3), torch.randn(4, 0, 1, 1), torch.randn(4), True),
+        ValueError,
+        "x",
+        {},
+    ),
+    "pointwise 3x3 weight": (
+        "pointwise",
+        lambda: (x4, torch.randn(6, 8, 3, 3), torch.randn(6), True),
+        ValueError,
+        "weight",
+        {},
+    ),
+    "pointwise 2-D weight": (
+        "pointwise",
+        lambda: (x4, torch.randn(6, 8), torch.randn(6), False),
+        ValueError,
+        "weight",
+        {},
+    ),
+    "stem weight in-channels": (
+        "stem",
+        lambda: (x4, torch.randn(24, 3, 3, 3), torch.randn(24)),
+        ValueError,
+        "weight",
+        {},
+    ),
     "stem bias shape": ("stem", lambda: (x4, torch.randn(24, 8, 3, 3), torch.randn(8)), ValueError, "bias", {}),
     "split_unit odd channels": ("split_unit", lambda: _split(torch.randn(1, 7, 4, 4)), ValueError, "x", {}),
     # W = 0 used to return an empty tensor through torch.ops while the wrapper raised.
     "split_unit zero width": ("split_unit", lambda: _split(torch.randn(2, 8, 5, 0)), ValueError, "x", {}),
     "split_unit pw1 bias shape": ("split_unit", lambda: _split(pw1_bias=torch.randn(5)), ValueError, "pw1_bias", {}),
-    "split_unit dw weight channels": ("split_unit", lambda: _split(dw_weight=torch.randn(8, 1, 3, 3)), ValueError, "dw_weight", {}),
-    "split_unit pw2 weight dtype": ("split_unit", lambda: _split(pw2_weight=torch.randn(4, 4, 1, 1).half()), TypeError, "pw2_weight", {}),
-    "down_unit dw1 channels": ("down_unit", lambda: _down(dw1_weight=torch.randn(4, 1, 3, 3)), ValueError, "dw1_weight", {}),
-    "down_unit pw3 in-channels": ("down_unit", lambda: _down(pw3_weight=torch.randn(4, 6, 1, 1)), ValueError, "pw3_weight", {}),
+    "split_unit dw weight channels": (
+        "split_unit",
+        lambda: _split(dw_weight=torch.randn(8, 1, 3, 3)),
+        ValueError,
+        "dw_weight",
+        {},
+    ),
+    "split_unit pw2 weight dtype": (
+        "split_unit",
+        lambda: _split(pw2_weight=torch.randn(4, 4, 1, 1).half()),
+        TypeError,
+        "pw2_weight",
+        {},
+    ),
+    "down_unit dw1 channels": (
+        "down_unit",
+        lambda: _down(dw1_weight=torch.randn(4, 1, 3, 3)),
+        ValueError,
+        "dw1_weight",
+        {},
+    ),
+    "down_unit pw3 in-channels": (
+        "down_unit",
+        lambda: _down(pw3_weight=torch.randn(4, 6, 1, 1)),
+        ValueError,
+        "pw3_weight",
+        {},
+    ),
     "down_unit pw1 rank": ("down_unit", lambda: _down(pw1_weight=torch.randn(4, 8)), ValueError, "pw1_weight", {}),
     "down_unit pw2 bias": ("down_unit", lambda: _down(pw2_bias=torch.randn(3)), ValueError, "pw2_bias", {}),
     "shufflenet a tensor short": ("shufflenet", lambda: (x3, _net()[1][:-1], [1, 2]), ValueError, "params", {}),
     "shufflenet no stages": ("shufflenet", lambda: (x3, _net()[1], []), ValueError, "stage_repeats", {}),
     "shufflenet an empty stage": ("shufflenet", lambda: (x3, _net()[1], [1, 0]), ValueError, "stage_repeats", {}),
-    "shufflenet stage2 pw1 in-channels": ("shufflenet", lambda: _net(replace={6: torch.randn(4, 5, 1, 1)}), ValueError, "params[6]", {}),
-    "shufflenet split unit dw bias": ("shufflenet", lambda: _net(replace={25: torch.randn(3)}), ValueError, "params[25]", {}),
-    "shufflenet classifier 2-D": ("shufflenet", lambda: _net(replace={-2: torch.randn(5, 16)}), ValueError, "params[30]", {}),
-    "shufflenet float64 conv5": ("shufflenet", lambda: _net(replace={-4: torch.randn(16, 16, 1, 1).double()}), TypeError, "params[28]", {}),
-    "shufflenet repeats not ints": ("shufflenet", lambda: (x3, _net()[1], [1.0, 2.0]), TypeError, "stage_repeats", {"native": SCHEMA_REFUSES}),
+    "shufflenet stage2 pw1 in-channels": (
+        "shufflenet",
+        lambda: _net(replace={6: torch.randn(4, 5, 1, 1)}),
+        ValueError,
+        "params[6]",
+        {},
+    ),
+    "shufflenet split unit dw bias": (
+        "shufflenet",
+        lambda: _net(replace={25: torch.randn(3)}),
+        ValueError,
+        "params[25]",
+        {},
+    ),
+    "shufflenet classifier 2-D": (
+        "shufflenet",
+        lambda: _net(replace={-2: torch.randn(5, 16)}),
+        ValueError,
+        "params[30]",
+        {},
+    ),
+    "shufflenet float64 conv5": (
+        "shufflenet",
+        lambda: _net(replace={-4: torch.randn(16, 16, 1, 1).double()}),
+        TypeError,
+        "params[28]",
+        {},
+    ),
+    "shufflenet repeats not ints": (
+        "shufflenet",
+        lambda: (x3, _net()[1], [1.0, 2.0]),
+        TypeError,
+        "stage_repeats",
+        {"native": SCHEMA_REFUSES},
+    ),
 }
 
 
@@ -179,7 +320,9 @@ def test_bad_input_same_on_every_path(case, path):
 
 
 def test_backend_errors():
-    with pytest.raises(ValueError, match=r"shufflekernels\.channel_shuffle: argument 'backend' expected one of .*, got 'cudnn'"):
+    with pytest.raises(
+        ValueError, match=r"shufflekernels\.channel_shuffle: argument 'backend' expected one of .*, got 'cudnn'"
+    ):
         ops.channel_shuffle(x4, 2, backend="cudnn")
     with pytest.raises(RuntimeError, match=r"shufflekernels\.stem: argument 'backend' expected .*got 'triton'"):
         ops.stem(x4, torch.randn(24, 8, 3, 3), torch.randn(24), backend="triton")
@@ -279,8 +422,28 @@ def test_inference_ops_refuse_grad_clearly():
 
 def _unit_args(c_in=8, cb=4, hw=6):
     x = torch.randn(2, c_in, hw, hw)
-    split = (torch.randn(2, 2 * cb, hw, hw), torch.randn(cb, cb, 1, 1), torch.randn(cb), torch.randn(cb, 1, 3, 3), torch.randn(cb), torch.randn(cb, cb, 1, 1), torch.randn(cb))
-    down = (x, torch.randn(c_in, 1, 3, 3), torch.randn(c_in), torch.randn(cb, c_in, 1, 1), torch.randn(cb), torch.randn(cb, c_in, 1, 1), torch.randn(cb), torch.randn(cb, 1, 3, 3), torch.randn(cb), torch.randn(cb, cb, 1, 1), torch.randn(cb))
+    split = (
+        torch.randn(2, 2 * cb, hw, hw),
+        torch.randn(cb, cb, 1, 1),
+        torch.randn(cb),
+        torch.randn(cb, 1, 3, 3),
+        torch.randn(cb),
+        torch.randn(cb, cb, 1, 1),
+        torch.randn(cb),
+    )
+    down = (
+        x,
+        torch.randn(c_in, 1, 3, 3),
+        torch.randn(c_in),
+        torch.randn(cb, c_in, 1, 1),
+        torch.randn(cb),
+        torch.randn(cb, c_in, 1, 1),
+        torch.randn(cb),
+        torch.randn(cb, 1, 3, 3),
+        torch.randn(cb),
+        torch.randn(cb, cb, 1, 1),
+        torch.randn(cb),
+    )
     return split, down
 
 
@@ -325,7 +488,7 @@ def test_compile_fullgraph():
         z = ops.shuffle_cat([x, y])
         z = ops.dwconv3x3(z, w, b, stride=2, relu=True)
         z = ops.channel_shuffle(z, 4)
-        return ops.split_unit(ops.down_unit(*down), *split[1:]) , z
+        return ops.split_unit(ops.down_unit(*down), *split[1:]), z
 
     x, y = torch.randn(2, 4, 9, 9), torch.randn(2, 4, 9, 9)
     with torch.no_grad():
@@ -345,7 +508,11 @@ def test_export():
     x, y = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6)
     exported = torch.export.export(Block(), (x, y, w8))
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
-    assert {"shufflekernels.shuffle_cat.default", "shufflekernels.dwconv3x3.default", "shufflekernels.channel_shuffle.default"} <= targets
+    assert {
+        "shufflekernels.shuffle_cat.default",
+        "shufflekernels.dwconv3x3.default",
+        "shufflekernels.channel_shuffle.default",
+    } <= targets
     torch.testing.assert_close(exported.module()(x, y, w8), Block()(x, y, w8))
 
 

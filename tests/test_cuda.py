@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import shufflekernels as sk
+from shufflekernels.cuda_graphs import graphed
 
 from conftest import requires_cuda
-from shufflekernels.cuda_graphs import graphed
 from test_model import assert_logits_match, reference_model
 
 pytestmark = requires_cuda

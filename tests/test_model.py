@@ -103,7 +103,14 @@ def test_state_dict_round_trip():
 
 def test_reference_state_dict_keys_are_torchvisions():
     keys = list(ref.shufflenet_v2_x1_0().state_dict())
-    assert keys[:6] == ["conv1.0.weight", "conv1.1.weight", "conv1.1.bias", "conv1.1.running_mean", "conv1.1.running_var", "conv1.1.num_batches_tracked"]
+    assert keys[:6] == [
+        "conv1.0.weight",
+        "conv1.1.weight",
+        "conv1.1.bias",
+        "conv1.1.running_mean",
+        "conv1.1.running_var",
+        "conv1.1.num_batches_tracked",
+    ]
     assert "stage2.0.branch1.0.weight" in keys and "stage2.0.branch1.2.weight" in keys
     assert "stage4.3.branch2.7.weight" not in keys and "stage4.3.branch2.5.weight" in keys
     assert keys[-2:] == ["fc.weight", "fc.bias"]
@@ -241,7 +248,6 @@ def test_memory_stays_flat():
 # --------------------------------------------------------------------------------------------------
 
 
-
 def _photograph(size: int = 224) -> torch.Tensor:
     """A real photograph (Grace Hopper, shipped with matplotlib), resized and normalised as for
     ImageNet models: [1, 3, size, size]."""
@@ -259,7 +265,9 @@ def _photograph(size: int = 224) -> torch.Tensor:
 @pytest.mark.parametrize("width", [0.5, 1.0, 1.5, 2.0])
 def test_torchvision_swap_on_a_photograph(width):
     models = pytest.importorskip("torchvision.models")
-    name = {0.5: "shufflenet_v2_x0_5", 1.0: "shufflenet_v2_x1_0", 1.5: "shufflenet_v2_x1_5", 2.0: "shufflenet_v2_x2_0"}[width]
+    name = {0.5: "shufflenet_v2_x0_5", 1.0: "shufflenet_v2_x1_0", 1.5: "shufflenet_v2_x1_5", 2.0: "shufflenet_v2_x2_0"}[
+        width
+    ]
     torch.manual_seed(0)
     tv = randomize_bn(getattr(models, name)(weights=None))  # no downloads here: seeded weights
     fused = sk.FusedShuffleNetV2.from_torchvision(tv)

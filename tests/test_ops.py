@@ -84,17 +84,23 @@ def test_shuffle_cat_is_cat_then_shuffle():
 @pytest.mark.parametrize("case", [(1, 464, 7, 7, 1024, True), (3, 5, 3, 7, 33, False)], ids=str)
 def test_pointwise_k_major_weight(device, case):
     # Stored transposed (input-channel major), as FusedShuffleNetV2 keeps its 1x1 weights: read in place.
-    x, weight, bias, relu = make_inputs("pointwise", case, dtype=torch.float32, device=tensor_device(device), layout="nhwc")
+    x, weight, bias, relu = make_inputs(
+        "pointwise", case, dtype=torch.float32, device=tensor_device(device), layout="nhwc"
+    )
     c_out, c_in = weight.shape[:2]
     weight = weight.reshape(c_out, c_in).t().contiguous().t().reshape(c_out, c_in, 1, 1)
-    assert_matches_reference("pointwise", run_native(device, "pointwise", x, weight, bias, relu), (x, weight, bias, relu))
+    assert_matches_reference(
+        "pointwise", run_native(device, "pointwise", x, weight, bias, relu), (x, weight, bias, relu)
+    )
 
 
 def _unit_params(c_in: int, cb: int, dtype, device, split: bool):
     """Folded parameters of a unit with non-trivial values (biases of both signs, so ReLUs clip)."""
 
     def pw(co, ci):
-        return (torch.randn(co, ci, 1, 1, device=device) / ci**0.5).to(dtype), (0.5 * torch.randn(co, device=device)).to(dtype)
+        return (torch.randn(co, ci, 1, 1, device=device) / ci**0.5).to(dtype), (
+            0.5 * torch.randn(co, device=device)
+        ).to(dtype)
 
     def dw(ch):
         return (torch.randn(ch, 1, 3, 3, device=device) / 3).to(dtype), (0.5 * torch.randn(ch, device=device)).to(dtype)
@@ -130,8 +136,14 @@ def test_units_match_torchvision_structure(device):
         y = sk.ops.down_unit(x, *down_params, backend="native")
         torch.testing.assert_close(y, down(x), atol=1e-4, rtol=1e-4)
         s2 = split.branch2
-        split_params = (*sk.fold_bn(s2[0].weight, s2[1]), *sk.fold_bn(s2[3].weight, s2[4]), *sk.fold_bn(s2[5].weight, s2[6]))
-        torch.testing.assert_close(sk.ops.split_unit(y, *split_params, backend="native"), split(y), atol=1e-4, rtol=1e-4)
+        split_params = (
+            *sk.fold_bn(s2[0].weight, s2[1]),
+            *sk.fold_bn(s2[3].weight, s2[4]),
+            *sk.fold_bn(s2[5].weight, s2[6]),
+        )
+        torch.testing.assert_close(
+            sk.ops.split_unit(y, *split_params, backend="native"), split(y), atol=1e-4, rtol=1e-4
+        )
 
 
 def test_fold_bn_matches_conv_then_bn():
@@ -262,5 +274,9 @@ def test_packed_weights_stay_correct(case):
             params[0].data.copy_(torch.randn(16, 16, 1, 1))
             params[6].data.mul_(-1.0)
         unit, (pw_w, pw_b) = params[:6], params[6:]
-        torch.testing.assert_close(sk.ops.split_unit(x, *unit, backend="native"), ref.split_unit(x, *unit), atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(sk.ops.pointwise(x, pw_w, pw_b, backend="native"), ref.pointwise(x, pw_w, pw_b), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            sk.ops.split_unit(x, *unit, backend="native"), ref.split_unit(x, *unit), atol=1e-4, rtol=1e-4
+        )
+        torch.testing.assert_close(
+            sk.ops.pointwise(x, pw_w, pw_b, backend="native"), ref.pointwise(x, pw_w, pw_b), atol=1e-4, rtol=1e-4
+        )

@@ -31,7 +31,9 @@ def _signature(schema: torch._C.FunctionSchema) -> list[tuple[str, str, object]]
 def _namespace_ops(namespace: str) -> set[str]:
     """Every op the dispatcher holds in a namespace, overloads folded."""
     prefix = f"{namespace}::"
-    return {name[len(prefix) :].split(".")[0] for name in torch._C._dispatch_get_all_op_names() if name.startswith(prefix)}
+    return {
+        name[len(prefix) :].split(".")[0] for name in torch._C._dispatch_get_all_op_names() if name.startswith(prefix)
+    }
 
 
 # Ops the native libraries define that are not ops of the contract, with why.
@@ -91,7 +93,9 @@ def test_triton_ops_have_the_native_names_and_types(triton_backend):
         expected = torch._C.parse_schema(f"x::{registry.OPS[op].schema}")
         assert _signature(_schema(f"{registry.TRITON_NS}::{op}")) == _signature(expected), op
         if registry.defined_in(registry.NATIVE_NS, op):
-            assert _signature(_schema(f"{registry.TRITON_NS}::{op}")) == _signature(_schema(f"{registry.NATIVE_NS}::{op}"))
+            assert _signature(_schema(f"{registry.TRITON_NS}::{op}")) == _signature(
+                _schema(f"{registry.NATIVE_NS}::{op}")
+            )
         for key in ("CPU", "CUDA", "Meta"):
             assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{registry.TRITON_NS}::{op}", key), (op, key)
 

@@ -19,12 +19,11 @@ import pytest
 import torch
 
 import shufflekernels as sk
-from shufflekernels import _library
+from shufflekernels import _library, registry
 from shufflekernels import reference as ref
 
 from conftest import LAYOUTS, make_layout
 from op_cases import INTERPRETER_CASES, make_inputs, params
-from shufflekernels import registry
 from test_contract import BAD_INPUTS, contract_error, raised
 from test_ops import assert_matches_reference
 
@@ -141,7 +140,8 @@ def test_weights_read_in_their_stored_layout():
     stored = _tap_major(dw)
     assert not stored.is_contiguous()
     assert torch.equal(
-        sk.ops.dwconv3x3(x, stored, None, stride=2, backend="triton"), sk.ops.dwconv3x3(x, dw, None, stride=2, backend="triton")
+        sk.ops.dwconv3x3(x, stored, None, stride=2, backend="triton"),
+        sk.ops.dwconv3x3(x, dw, None, stride=2, backend="triton"),
     )
 
 
@@ -200,7 +200,9 @@ def test_cpu_tensor_without_interpreter_is_refused(monkeypatch):
     x = torch.randn(1, 4, 2, 2)
     try:
         # Without a GPU, ops.py refuses the backend; with one, the launcher refuses the CPU tensor.
-        refusal = "expected a CUDA tensor" if ON_GPU else "backend 'triton' is not usable here: .*TRITON_INTERPRET is not 1"
+        refusal = (
+            "expected a CUDA tensor" if ON_GPU else "backend 'triton' is not usable here: .*TRITON_INTERPRET is not 1"
+        )
         with pytest.raises(RuntimeError, match=refusal):
             sk.ops.channel_shuffle(x, 2, backend="triton")
         with pytest.raises(RuntimeError, match="dwconv3x3: backend 'triton' expected a CUDA tensor"):

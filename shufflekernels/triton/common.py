@@ -132,7 +132,7 @@ def dw3x3_tile(
     src, s_n, s_h, s_w, n, ho, wo, H, W, pix_mask,
     ch, ch_off, ch_mask, dw_w, w_sc, w_sh, w_sw,
     STRIDE: tl.constexpr, SRC_PIXEL_MAJOR: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
-):
+):  # fmt: skip
     """Depthwise 3x3 (padding 1) of channels ``ch`` at output pixels ``(n, ho, wo)``: ``[P, K]`` float32.
     The weight ``[C, 1, 3, 3]`` is read through its strides ``w_sc, w_sh, w_sw`` (tap-major in the model).
 

@@ -43,13 +43,35 @@ _CONFIGS = autotune_configs(
 @triton.autotune(configs=_CONFIGS, key=["C", "PIXEL_BUCKET", "STRIDE", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
 @triton.jit(do_not_specialize=PIXEL_ARGS)
 def _dwconv3x3_kernel(
-    x, x_sn, x_sc, x_sh, x_sw,
-    weight, w_sc, w_sh, w_sw, bias,
-    out, o_sn, o_sc, o_sh, o_sw,
-    M, C, H, W, W_OUT, HW_OUT, PIXEL_BUCKET,
-    STRIDE: tl.constexpr, HAS_BIAS: tl.constexpr, RELU: tl.constexpr,
-    X_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr,
-    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    x,
+    x_sn,
+    x_sc,
+    x_sh,
+    x_sw,
+    weight,
+    w_sc,
+    w_sh,
+    w_sw,
+    bias,
+    out,
+    o_sn,
+    o_sc,
+    o_sh,
+    o_sw,
+    M,
+    C,
+    H,
+    W,
+    W_OUT,
+    HW_OUT,
+    PIXEL_BUCKET,
+    STRIDE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    RELU: tl.constexpr,
+    X_PIXEL_MAJOR: tl.constexpr,
+    OUT_PIXEL_MAJOR: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -57,16 +79,40 @@ def _dwconv3x3_kernel(
     ch_mask = c < C
     n, ho, wo = pixel_coords(m, HW_OUT, W_OUT)
     acc = dw3x3_tile(
-        x, x_sn, x_sh, x_sw, n, ho, wo, H, W, pix_mask, c, c.to(tl.int64) * x_sc, ch_mask,
-        weight, w_sc, w_sh, w_sw, STRIDE, X_PIXEL_MAJOR, BLOCK_P, BLOCK_C,
+        x,
+        x_sn,
+        x_sh,
+        x_sw,
+        n,
+        ho,
+        wo,
+        H,
+        W,
+        pix_mask,
+        c,
+        c.to(tl.int64) * x_sc,
+        ch_mask,
+        weight,
+        w_sc,
+        w_sh,
+        w_sw,
+        STRIDE,
+        X_PIXEL_MAJOR,
+        BLOCK_P,
+        BLOCK_C,
     )
     if HAS_BIAS:
         acc += tl.load(bias + c, mask=ch_mask, other=0.0).to(tl.float32)[None, :]
     if RELU:
         acc = tl.maximum(acc, 0.0)
     store_tile(
-        out, n * o_sn + ho * o_sh + wo * o_sw, c.to(tl.int64) * o_sc, acc.to(out.dtype.element_ty),
-        pix_mask, ch_mask, OUT_PIXEL_MAJOR,
+        out,
+        n * o_sn + ho * o_sh + wo * o_sw,
+        c.to(tl.int64) * o_sc,
+        acc.to(out.dtype.element_ty),
+        pix_mask,
+        ch_mask,
+        OUT_PIXEL_MAJOR,
     )
 
 
@@ -89,5 +135,5 @@ def dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu:
             m, c, h, w, w_out, h_out * w_out, pixel_bucket(m),
             STRIDE=stride, HAS_BIAS=bias is not None, RELU=relu,
             X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
-        )
+        )  # fmt: skip
     return out

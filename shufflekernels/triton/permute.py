@@ -12,7 +12,7 @@ than that take several launches, each writing its own output channels.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import triton
 import triton.language as tl
@@ -51,11 +51,26 @@ _CONFIGS = autotune_configs(
 @triton.autotune(configs=_CONFIGS, key=["C", "PIXEL_BUCKET", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
 @triton.jit(do_not_specialize=PIXEL_ARGS)
 def _channel_shuffle_kernel(
-    x, x_sn, x_sc, x_sh, x_sw,
-    out, o_sn, o_sc, o_sh, o_sw,
-    M, HW, W, C, GROUPS, PIXEL_BUCKET,
-    X_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr,
-    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    x,
+    x_sn,
+    x_sc,
+    x_sh,
+    x_sw,
+    out,
+    o_sn,
+    o_sc,
+    o_sh,
+    o_sw,
+    M,
+    HW,
+    W,
+    C,
+    GROUPS,
+    PIXEL_BUCKET,
+    X_PIXEL_MAJOR: tl.constexpr,
+    OUT_PIXEL_MAJOR: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     oc = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -70,11 +85,31 @@ def _channel_shuffle_kernel(
 @triton.autotune(configs=_CONFIGS, key=["C_EACH", "PIXEL_BUCKET", "NUM_SOURCES", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
 @triton.jit(do_not_specialize=PIXEL_ARGS)
 def _shuffle_cat_kernel(
-    x0, x1, x2, x3, x_sn, x_sc, x_sh, x_sw,
-    out, o_sn, o_sc, o_sh, o_sw,
-    M, HW, W, C_EACH, GROUPS, FIRST_GROUP, PIXEL_BUCKET,
-    NUM_SOURCES: tl.constexpr, X_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr,
-    BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    x0,
+    x1,
+    x2,
+    x3,
+    x_sn,
+    x_sc,
+    x_sh,
+    x_sw,
+    out,
+    o_sn,
+    o_sc,
+    o_sh,
+    o_sw,
+    M,
+    HW,
+    W,
+    C_EACH,
+    GROUPS,
+    FIRST_GROUP,
+    PIXEL_BUCKET,
+    NUM_SOURCES: tl.constexpr,
+    X_PIXEL_MAJOR: tl.constexpr,
+    OUT_PIXEL_MAJOR: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr,
 ):
     # q numbers this launch's output channels densely: q = j * NUM_SOURCES + s is channel j of source s,
     # written to output channel j * GROUPS + FIRST_GROUP + s (dense when one launch takes all groups).
@@ -115,7 +150,7 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
         _channel_shuffle_kernel[grid](
             x, *x.stride(), out, *out.stride(), m, h * w, w, c, groups, pixel_bucket(m),
             X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
-        )
+        )  # fmt: skip
     return out
 
 
@@ -145,5 +180,5 @@ def shuffle_cat(tensors: Sequence[Tensor]) -> Tensor:
             _shuffle_cat_kernel[grid](
                 *chunk, x_sn, x_sc, x_sh, x_sw, out, *out.stride(), m, h * w, w, c_each, groups, start, pixel_bucket(m),
                 NUM_SOURCES=num, X_PIXEL_MAJOR=channels_innermost(tensors[0]), OUT_PIXEL_MAJOR=channels_innermost(out),
-            )
+            )  # fmt: skip
     return out

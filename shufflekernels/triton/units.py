@@ -117,12 +117,33 @@ def _load_pw_weight(pw_w, w_so, w_si, k, k_mask, co, co_mask):
 @triton.autotune(configs=_POINTWISE_CONFIGS, key=["C_IN", "C_OUT", "PIXEL_BUCKET", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
 @triton.jit(do_not_specialize=PIXEL_ARGS)
 def _pointwise_relu_kernel(
-    x, x_sn, x_sc, x_sh, x_sw,
-    weight, w_so, w_si, bias,
-    out, o_sn, o_sc, o_sh, o_sw,
-    M, HW, W, C_IN, C_OUT, PIXEL_BUCKET,
-    X_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr, RELU: tl.constexpr,
-    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    x,
+    x_sn,
+    x_sc,
+    x_sh,
+    x_sw,
+    weight,
+    w_so,
+    w_si,
+    bias,
+    out,
+    o_sn,
+    o_sc,
+    o_sh,
+    o_sw,
+    M,
+    HW,
+    W,
+    C_IN,
+    C_OUT,
+    PIXEL_BUCKET,
+    X_PIXEL_MAJOR: tl.constexpr,
+    OUT_PIXEL_MAJOR: tl.constexpr,
+    IEEE: tl.constexpr,
+    RELU: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     co = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -140,8 +161,13 @@ def _pointwise_relu_kernel(
     if RELU:
         acc = tl.maximum(acc, 0.0)
     store_tile(
-        out, n * o_sn + h * o_sh + w * o_sw, co.to(tl.int64) * o_sc, acc.to(out.dtype.element_ty),
-        pix_mask, co_mask, OUT_PIXEL_MAJOR,
+        out,
+        n * o_sn + h * o_sh + w * o_sw,
+        co.to(tl.int64) * o_sc,
+        acc.to(out.dtype.element_ty),
+        pix_mask,
+        co_mask,
+        OUT_PIXEL_MAJOR,
     )
 
 
@@ -152,15 +178,34 @@ def _dw_pw_relu(
     dw_w, dw_sc, dw_sh, dw_sw, dw_b, pw_w, pw_so, pw_si, pw_b, co, co_mask,
     STRIDE: tl.constexpr, SRC_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-):
+):  # fmt: skip
     """relu(pw(dw3x3_s(src) + dw_b) + pw_b) at output pixels (n, ho, wo), channels co: [P, N] float32."""
     acc = tl.full((BLOCK_P, BLOCK_N), 0.0, tl.float32)
     for k0 in range(0, C_IN, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
         k_mask = k < C_IN
         d = dw3x3_tile(
-            src, s_n, s_h, s_w, n, ho, wo, H, W, pix_mask, k, k.to(tl.int64) * s_c, k_mask,
-            dw_w, dw_sc, dw_sh, dw_sw, STRIDE, SRC_PIXEL_MAJOR, BLOCK_P, BLOCK_K,
+            src,
+            s_n,
+            s_h,
+            s_w,
+            n,
+            ho,
+            wo,
+            H,
+            W,
+            pix_mask,
+            k,
+            k.to(tl.int64) * s_c,
+            k_mask,
+            dw_w,
+            dw_sc,
+            dw_sh,
+            dw_sw,
+            STRIDE,
+            SRC_PIXEL_MAJOR,
+            BLOCK_P,
+            BLOCK_K,
         )
         d += tl.load(dw_b + k, mask=k_mask, other=0.0).to(tl.float32)[None, :]
         wt = _load_pw_weight(pw_w, pw_so, pw_si, k, k_mask, co, co_mask)
@@ -175,16 +220,57 @@ def _dw_pw_relu(
 )
 @triton.jit(do_not_specialize=PIXEL_ARGS)
 def _unit_tail_kernel(
-    a, a_sn, a_sc, a_sh, a_sw, C_A,
-    a_dw_w, a_dw_sc, a_dw_sh, a_dw_sw, a_dw_b, a_pw_w, a_pw_so, a_pw_si, a_pw_b,
-    b, b_sn, b_sc, b_sh, b_sw, C_B,
-    b_dw_w, b_dw_sc, b_dw_sh, b_dw_sw, b_dw_b, b_pw_w, b_pw_so, b_pw_si, b_pw_b,
-    out, o_sn, o_sc, o_sh, o_sw,
-    M, H, W, W_OUT, HW_OUT, C_OUT, PIXEL_BUCKET,
-    STRIDE: tl.constexpr, A_IS_IDENTITY: tl.constexpr,
-    A_PIXEL_MAJOR: tl.constexpr, B_PIXEL_MAJOR: tl.constexpr, OUT_PIXEL_MAJOR: tl.constexpr,
+    a,
+    a_sn,
+    a_sc,
+    a_sh,
+    a_sw,
+    C_A,
+    a_dw_w,
+    a_dw_sc,
+    a_dw_sh,
+    a_dw_sw,
+    a_dw_b,
+    a_pw_w,
+    a_pw_so,
+    a_pw_si,
+    a_pw_b,
+    b,
+    b_sn,
+    b_sc,
+    b_sh,
+    b_sw,
+    C_B,
+    b_dw_w,
+    b_dw_sc,
+    b_dw_sh,
+    b_dw_sw,
+    b_dw_b,
+    b_pw_w,
+    b_pw_so,
+    b_pw_si,
+    b_pw_b,
+    out,
+    o_sn,
+    o_sc,
+    o_sh,
+    o_sw,
+    M,
+    H,
+    W,
+    W_OUT,
+    HW_OUT,
+    C_OUT,
+    PIXEL_BUCKET,
+    STRIDE: tl.constexpr,
+    A_IS_IDENTITY: tl.constexpr,
+    A_PIXEL_MAJOR: tl.constexpr,
+    B_PIXEL_MAJOR: tl.constexpr,
+    OUT_PIXEL_MAJOR: tl.constexpr,
     IEEE: tl.constexpr,
-    BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     co = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -199,16 +285,68 @@ def _unit_tail_kernel(
         ya = load_tile(a, n * a_sn + ho * a_sh + wo * a_sw, co64 * a_sc, pix_mask, co_mask, A_PIXEL_MAJOR)
     else:
         ya = _dw_pw_relu(
-            a, a_sn, a_sc, a_sh, a_sw, C_A, n, ho, wo, H, W, pix_mask,
-            a_dw_w, a_dw_sc, a_dw_sh, a_dw_sw, a_dw_b, a_pw_w, a_pw_so, a_pw_si, a_pw_b, co, co_mask,
-            STRIDE, A_PIXEL_MAJOR, IEEE, BLOCK_P, BLOCK_N, BLOCK_K,
+            a,
+            a_sn,
+            a_sc,
+            a_sh,
+            a_sw,
+            C_A,
+            n,
+            ho,
+            wo,
+            H,
+            W,
+            pix_mask,
+            a_dw_w,
+            a_dw_sc,
+            a_dw_sh,
+            a_dw_sw,
+            a_dw_b,
+            a_pw_w,
+            a_pw_so,
+            a_pw_si,
+            a_pw_b,
+            co,
+            co_mask,
+            STRIDE,
+            A_PIXEL_MAJOR,
+            IEEE,
+            BLOCK_P,
+            BLOCK_N,
+            BLOCK_K,
         )
     store_tile(out, o_pix, (2 * co64) * o_sc, ya.to(out.dtype.element_ty), pix_mask, co_mask, OUT_PIXEL_MAJOR)
 
     yb = _dw_pw_relu(
-        b, b_sn, b_sc, b_sh, b_sw, C_B, n, ho, wo, H, W, pix_mask,
-        b_dw_w, b_dw_sc, b_dw_sh, b_dw_sw, b_dw_b, b_pw_w, b_pw_so, b_pw_si, b_pw_b, co, co_mask,
-        STRIDE, B_PIXEL_MAJOR, IEEE, BLOCK_P, BLOCK_N, BLOCK_K,
+        b,
+        b_sn,
+        b_sc,
+        b_sh,
+        b_sw,
+        C_B,
+        n,
+        ho,
+        wo,
+        H,
+        W,
+        pix_mask,
+        b_dw_w,
+        b_dw_sc,
+        b_dw_sh,
+        b_dw_sw,
+        b_dw_b,
+        b_pw_w,
+        b_pw_so,
+        b_pw_si,
+        b_pw_b,
+        co,
+        co_mask,
+        STRIDE,
+        B_PIXEL_MAJOR,
+        IEEE,
+        BLOCK_P,
+        BLOCK_N,
+        BLOCK_K,
     )
     store_tile(out, o_pix, (2 * co64 + 1) * o_sc, yb.to(out.dtype.element_ty), pix_mask, co_mask, OUT_PIXEL_MAJOR)
 
@@ -240,7 +378,7 @@ def _pointwise_relu(x: Tensor, weight: Tensor, bias: Tensor, out: Tensor, relu: 
         m, h * w, w, c_in, c_out, pixel_bucket(m),
         X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
         IEEE=x.dtype == torch.float32, RELU=relu, BLOCK_N=block_n,
-    )
+    )  # fmt: skip
     return out
 
 
@@ -280,7 +418,7 @@ def _unit_tail(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: in
         STRIDE=stride, A_IS_IDENTITY=a_is_identity,
         A_PIXEL_MAJOR=channels_innermost(a), B_PIXEL_MAJOR=channels_innermost(b),
         OUT_PIXEL_MAJOR=channels_innermost(out), IEEE=out.dtype == torch.float32, BLOCK_N=block_n,
-    )
+    )  # fmt: skip
 
 
 def pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool) -> Tensor:
