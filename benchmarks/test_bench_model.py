@@ -1,9 +1,10 @@
 """Whole-model benchmarks: ShuffleNetV2 (seeded weights, non-trivial BatchNorm), CPU, fp32, 224x224.
 
-Providers: reference eager (NCHW and channels_last), torch.compile, FusedShuffleNetV2 (native), and
-ONNX Runtime and OpenVINO when installed (skipped otherwise). These share one process, so the peers'
-thread pools can disturb each other; benchmarks/compare_runtimes.py runs each in its own process for
-figures to quote.
+Providers: reference eager (NCHW and channels_last), torch.compile (plain, and with Inductor freezing on
+channels_last), FusedShuffleNetV2 (native), and ONNX Runtime, OpenVINO, MNN and ExecuTorch + XNNPACK
+when installed (skipped otherwise; ExecuTorch needs its environment's Python, see requirements-peers.txt).
+These share one process, so the peers' thread pools can disturb each other;
+benchmarks/compare_runtimes.py runs each in its own process for figures to quote.
 """
 
 from __future__ import annotations
@@ -20,10 +21,15 @@ from providers import model_providers
 # Smoke mode (--benchmark-disable, as CI runs it) needs no peers and no torch.compile warm-up.
 WIDTHS = [float(w) for w in os.environ.get("SK_BENCH_WIDTHS", "1.0").split(",")]
 BATCHES = [int(b) for b in os.environ.get("SK_BENCH_BATCHES", "1,16").split(",")]
-PROVIDERS = ["eager", "eager channels_last", "torch.compile", "fused native", "onnxruntime", "openvino"]
+PROVIDERS = [
+    "eager", "eager channels_last", "torch.compile", "torch.compile freezing", "fused native",
+    "onnxruntime", "openvino", "mnn", "executorch xnnpack",
+]  # fmt: skip
+# Compiled, exported or converted: minutes of set-up for one call in smoke mode.
+BUILT_AHEAD = {"torch.compile", "torch.compile freezing", "onnxruntime", "openvino", "mnn", "executorch xnnpack"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _providers(width: float, batch: int, smoke: bool):
     return model_providers(width, batch, peers=not smoke)
 
@@ -33,7 +39,7 @@ def _providers(width: float, batch: int, smoke: bool):
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_model(benchmark, request, provider, width, batch):
     smoke = request.config.getoption("benchmark_disable")
-    if smoke and provider in ("torch.compile", "onnxruntime", "openvino"):
+    if smoke and provider in BUILT_AHEAD:
         pytest.skip("smoke mode: compiling or exporting the model is not worth a single call")
     providers = _providers(width, batch, smoke)
     if provider not in providers:
