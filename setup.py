@@ -15,6 +15,10 @@
 #                             run with LD_PRELOAD of libasan (see .ci/run).
 #   SK_NATIVE_ARCH=1          -march=native for the CPU kernels (never the default: the package must
 #                             run on any x86-64 machine).
+#   SK_HOST_EMULATION=1|0     1 (default): also build the CUDA kernels' bodies for host threads, the
+#                             shufflekernels_cuda_emulated library the tests run them through on machines
+#                             without a GPU; 0 leaves it out (a GPU machine's build: it is the longest
+#                             translation unit, and the GPU runs the real kernels).
 #   MAX_JOBS                  parallel compile jobs for ninja (default: torch's choice).
 import os
 import re
@@ -119,6 +123,8 @@ if sanitize:
 # Every C++ file under csrc/ (each op family's file registers its own kernels), so a new one needs no
 # entry here; CMakeLists.txt globs the same, less the Python module.
 sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cpp"))
+if os.environ.get("SK_HOST_EMULATION", "1") == "0":
+    sources.remove("csrc/cuda/host_emulation.cpp")
 extra_compile_args = {"cxx": cxx_flags}
 extension_cls = CppExtension
 if with_cuda:

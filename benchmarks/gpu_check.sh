@@ -249,8 +249,10 @@ build_cmd=(python -m pip install --no-build-isolation --no-deps --no-index -e .)
 if [ "$mode" = gpu ]; then
   # Never the default architecture list: four architectures would take four times as long.
   [ -n "$arch" ] || arch=$(GRACE=3 bounded 30 python -c "import torch; print('%d.%d' % torch.cuda.get_device_capability())")
-  note "- \`TORCH_CUDA_ARCH_LIST=$arch SK_CUDA=1 MAX_JOBS=$(nproc) ${build_cmd[*]}\` (build.log)"
-  export TORCH_CUDA_ARCH_LIST=$arch SK_CUDA=1 MAX_JOBS=$(nproc)
+  # SK_HOST_EMULATION=0: the CUDA kernels' host-thread twin (the longest translation unit) is for machines
+  # without a GPU; this one runs the real kernels.
+  note "- \`TORCH_CUDA_ARCH_LIST=$arch SK_CUDA=1 SK_HOST_EMULATION=0 MAX_JOBS=$(nproc) ${build_cmd[*]}\` (build.log)"
+  export TORCH_CUDA_ARCH_LIST=$arch SK_CUDA=1 SK_HOST_EMULATION=0 MAX_JOBS=$(nproc)
   bounded 100000 "${build_cmd[@]}" > "$out/build.log" 2>&1
   rc=$?
   if ((rc != 0 && rc != 124 && rc != 137)) && ! grep -q "^FAILED: " "$out/build.log"; then
@@ -260,14 +262,14 @@ if [ "$mode" = gpu ]; then
     bounded 100000 python setup.py build_ext --inplace >> "$out/build.log" 2>&1
     rc=$?
   fi
-  unset TORCH_CUDA_ARCH_LIST SK_CUDA MAX_JOBS
+  unset TORCH_CUDA_ARCH_LIST SK_CUDA SK_HOST_EMULATION MAX_JOBS
   status_of "$rc"
   note "- build: $st in $((SECONDS - stage_t0)) s"
   if [ "$rc" != 0 ]; then
     note "- the Triton and eager rows still follow; the end of build.log:" '```' "$(tail -15 "$out/build.log")" '```'
   fi
 else
-  note "- rehearsal: no build (CI built the extension); the device runs \`TORCH_CUDA_ARCH_LIST=<its arch> SK_CUDA=1 MAX_JOBS=\$(nproc) ${build_cmd[*]}\`"
+  note "- rehearsal: no build (CI built the extension); the device runs \`TORCH_CUDA_ARCH_LIST=<its arch> SK_CUDA=1 SK_HOST_EMULATION=0 MAX_JOBS=\$(nproc) ${build_cmd[*]}\`"
 fi
 # What loads, built here or before: the native kernels for this device, or the reason they are missing.
 loaded=$(GRACE=3 bounded 60 python - "$mode" << 'PY' 2>&1

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import shufflekernels as sk
-from shufflekernels import _library
+from shufflekernels import _library, registry
 
 # dtype -> (atol, rtol) for ops that round (the permutations are compared exactly). Low-precision
 # results are compared against the float32 reference, rounded once.
@@ -50,9 +50,8 @@ def native_devices() -> list:
 # "-i64" plans every launch as if its tensors were too large for 32-bit indices.
 EMULATED_CUDA = "cuda-emulated"
 EMULATED_CUDA_I64 = "cuda-emulated-i64"
-CUDA_EMULATION_BUILT = NATIVE_CPU and torch._C._dispatch_has_kernel_for_dispatch_key(
-    "shufflekernels_cuda_emulated::split_unit", "CPU"
-)
+# Built unless SK_HOST_EMULATION=0 (setup.py).
+CUDA_EMULATION_BUILT = NATIVE_CPU and registry.defined_in(registry.EMULATED_NS, "split_unit")
 requires_cuda_emulation = pytest.mark.skipif(not CUDA_EMULATION_BUILT, reason="the native library is not built")
 
 

@@ -13,9 +13,11 @@ import torch
 import shufflekernels as sk
 from shufflekernels import _library, ops, registry
 
-from conftest import requires_native_cpu
+from conftest import CUDA_EMULATION_BUILT, requires_native_cpu
 
 CUDA_BUILT = bool(sk.build_info().get("cuda"))
+# The native libraries this build holds: the emulated CUDA one unless built with SK_HOST_EMULATION=0.
+NATIVE_NAMESPACES = [registry.NATIVE_NS] + ([registry.EMULATED_NS] if CUDA_EMULATION_BUILT else [])
 
 
 def _schema(qualname: str) -> torch._C.FunctionSchema:
@@ -47,7 +49,7 @@ NOT_IN_THE_CONTRACT = {
 
 
 @requires_native_cpu
-@pytest.mark.parametrize("namespace", [registry.NATIVE_NS, registry.EMULATED_NS])
+@pytest.mark.parametrize("namespace", NATIVE_NAMESPACES)
 def test_native_libraries_hold_exactly_the_registry(namespace):
     held = _namespace_ops(namespace) - set(NOT_IN_THE_CONTRACT[namespace])
     assert held == set(registry.OPS), f"in the dispatcher, not the registry: {held - set(registry.OPS)}; " \
@@ -55,7 +57,7 @@ def test_native_libraries_hold_exactly_the_registry(namespace):
 
 
 @requires_native_cpu
-@pytest.mark.parametrize("namespace", [registry.NATIVE_NS, registry.EMULATED_NS])
+@pytest.mark.parametrize("namespace", NATIVE_NAMESPACES)
 @pytest.mark.parametrize("op", list(registry.OPS))
 def test_schema_is_the_registrys(namespace, op):
     expected = torch._C.parse_schema(f"{namespace}::{registry.OPS[op].schema}")
@@ -68,7 +70,8 @@ def test_native_kernels_are_registered(op):
     spec = registry.OPS[op]
     assert "native" in spec.backends
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{registry.NATIVE_NS}::{op}", "CPU")
-    assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{registry.EMULATED_NS}::{op}", "CPU")
+    if CUDA_EMULATION_BUILT:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{registry.EMULATED_NS}::{op}", "CPU")
     if CUDA_BUILT:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{registry.NATIVE_NS}::{op}", "CUDA")
     assert op in _library.NATIVE_KERNELS["cpu"]
@@ -76,7 +79,7 @@ def test_native_kernels_are_registered(op):
 
 
 @requires_native_cpu
-@pytest.mark.parametrize("namespace", [registry.NATIVE_NS, registry.EMULATED_NS])
+@pytest.mark.parametrize("namespace", NATIVE_NAMESPACES)
 @pytest.mark.parametrize("op", list(registry.OPS))
 def test_fake_kernels_are_registered(namespace, op):
     # The registry registers one fake per op and namespace (torch.compile and torch.export need them).
