@@ -52,6 +52,12 @@ struct InterleaveBody {
   index_t cpg, HW, src_stride;
   W* out;
 
+  // Every item moves V words.
+  Traffic traffic(int64_t items) const {
+    const int64_t bytes = items * V * int64_t{sizeof(W)};
+    return {bytes, bytes};
+  }
+
   SK_HOST_DEVICE void operator()(index_t item) const {
     if constexpr (!kNHWC) {
       const index_t blocks = HW / V;
@@ -103,6 +109,14 @@ struct DwConv3x3Body {
   bool in_relu, relu;
   index_t C, H, W, Ho, Wo;
   index_t w_c, w_h, w_w;
+
+  // The whole input (padding 1 and a 3-wide window at stride 1 or 2 reach every row and column), the
+  // taps and biases once, every output once.
+  Traffic traffic(int64_t items) const {
+    const int64_t outputs = items * V, images = outputs / (int64_t{C} * Ho * Wo);
+    const int64_t params = (9 + (bias ? 1 : 0) + (in_bias ? 1 : 0)) * int64_t{C};
+    return {(images * C * H * W + params) * int64_t{sizeof(T)}, outputs * int64_t{sizeof(T)}};
+  }
 
   SK_HOST_DEVICE float tap(index_t c, int kh, int kw) const {
     return static_cast<float>(weight[c * w_c + kh * w_h + kw * w_w]);
@@ -229,6 +243,13 @@ struct Interleave2Body {
   index_t cpg, HW;
   T* out;
 
+  // One source element per output, the biases once.
+  Traffic traffic(int64_t items) const {
+    const int64_t outputs = items * (kNHWC ? 2 * V : V);
+    const int64_t biases = ((bias[0] ? 1 : 0) + (bias[1] ? 1 : 0)) * int64_t{cpg};
+    return {(outputs + biases) * int64_t{sizeof(T)}, outputs * int64_t{sizeof(T)}};
+  }
+
   static SK_HOST_DEVICE T apply(const T* b, T x, index_t j) {
     return b ? static_cast<T>(relu_keep_nan(static_cast<float>(x) + static_cast<float>(b[j]))) : x;
   }
@@ -300,6 +321,11 @@ struct BiasActBody {
   const T* bias;
   bool relu;
   index_t C, HW;
+
+  Traffic traffic(int64_t items) const {
+    const int64_t elements = items * V;
+    return {(elements + C) * int64_t{sizeof(T)}, elements * int64_t{sizeof(T)}};
+  }
 
   SK_HOST_DEVICE void operator()(index_t item) const {
     const index_t first = item * V;

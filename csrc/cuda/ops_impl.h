@@ -4,7 +4,9 @@
 //
 // Exec(device) holds what a launch needs (device guard, stream); exec.run(body, items) runs body(i) for
 // every i < items; exec.index32(n) says whether 32-bit indices may be used for a launch whose largest
-// tensor has n elements; Exec::kLibrary names the op library its kernels are registered in.
+// tensor has n elements; exec.library(name, traffic) is told of each library call before it is made
+// and says whether to make it (run_library); Exec::kLibrary names the op library its kernels are
+// registered in.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -27,6 +29,24 @@
 namespace shufflekernels::gpu {
 
 using at::Tensor;
+
+// A library call (cuBLAS, cuDNN or another ATen kernel) that the executor counts as one launch with
+// the given traffic (plan.h): `call` makes it; in the emulation's dry run `dry` makes an uninitialised
+// result of the same shape and layout instead.
+template <class Exec, class Call, class Dry>
+Tensor run_library(const Exec& exec, const char* name, const Traffic& traffic, Call&& call, Dry&& dry) {
+  return exec.library(name, traffic) ? call() : dry();
+}
+
+// A raw 1x1 conv (aten_convs.h, pointwise_raw) as one cuBLAS GEMM: M*K + K*N + M*N elements.
+template <class Exec>
+Tensor gemm_raw(const Exec& exec, const Tensor& x, Layout layout, const Tensor& weight) {
+  const int64_t N = x.size(0), c_out = weight.size(0), H = x.size(2), W = x.size(3), es = x.element_size();
+  const Traffic traffic{(x.numel() + weight.numel()) * es, N * c_out * H * W * es};
+  return run_library(
+      exec, "gemm", traffic, [&] { return pointwise_raw(x, layout, weight); },
+      [&] { return at::empty({N, c_out, H, W}, x.options().memory_format(memory_format_of(layout))); });
+}
 
 template <class Exec>
 void run_permutation(Exec& exec, const Permutation& p) {
@@ -179,7 +199,7 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
     return at::empty({x.size(0), weight.size(0), x.size(2), x.size(3)},
                      x.options().memory_format(memory_format_of(layout)));
   // cuBLAS through ATen, then bias and ReLU in one in-place pass over its result.
-  Tensor y = pointwise_raw(x, layout, weight);
+  Tensor y = gemm_raw(exec, x, layout, weight);
   if (y.numel() == 0) return y;
   const Tensor b = bias.contiguous();
   const int64_t C = y.size(1), HW = y.size(2) * y.size(3);
@@ -204,7 +224,19 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
 template <class Exec>
 Tensor stem_impl(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_stem(x, weight, bias);
-  [[maybe_unused]] Exec exec(x.device());
+  Exec exec(x.device());
+  // As cuDNN and ATen run it: the conv, its bias added by a second kernel, ReLU in place, and the
+  // max-pool with the int64 indices ATen's CUDA kernel writes.
+  const int64_t N = x.size(0), C = weight.size(0), es = x.element_size();
+  const int64_t Hc = dwconv3x3_out_size(x.size(2), 2), Wc = dwconv3x3_out_size(x.size(3), 2);
+  const int64_t conv = N * C * Hc * Wc * es;
+  const int64_t pooled = N * C * dwconv3x3_out_size(Hc, 2) * dwconv3x3_out_size(Wc, 2);
+  exec.library("conv", Traffic{(x.numel() + weight.numel()) * es, conv});
+  exec.library("bias_add", Traffic{conv + C * es, conv});
+  exec.library("relu", Traffic{conv, conv});
+  const bool run = exec.library("max_pool_with_indices", Traffic{conv, pooled * (es + 8)});
+  if (!run)
+    return at::empty({N, C, (Hc - 1) / 2 + 1, (Wc - 1) / 2 + 1}, x.options().memory_format(x.suggest_memory_format()));
   return stem_composite(x, weight, bias);
 }
 
@@ -216,7 +248,7 @@ struct GpuPrims {
   Exec& exec;
 
   Tensor pointwise_raw(const Tensor& x, Layout layout, const Tensor& weight) {
-    return shufflekernels::pointwise_raw(x, layout, weight);
+    return gemm_raw(exec, x, layout, weight);
   }
   Tensor dwconv(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
                 bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
@@ -269,7 +301,10 @@ Tensor down_unit_impl(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1
 template <class Exec>
 Tensor shufflenet_impl(const Tensor& x, at::TensorList params, at::IntArrayRef stage_repeats) {
   check_shufflenet(x, params, stage_repeats);
-  return shufflenet_composite(Exec::kLibrary, x, params, stage_repeats);
+  Exec exec(x.device());
+  return shufflenet_composite(
+      Exec::kLibrary, x, params, stage_repeats,
+      [&](const char* name, int64_t read, int64_t written) { return exec.library(name, Traffic{read, written}); });
 }
 
 template <class Exec>
