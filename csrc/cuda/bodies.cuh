@@ -352,6 +352,90 @@ struct BiasActBody {
   }
 };
 
+// The stem, maxpool3x3/2(relu(conv3x3/2(x, weight) + bias)) with padding 1 for both, in one pass: no
+// conv output and no max-pool index goes to memory. An item is one pooled position and V channels: it
+// evaluates the conv at the (up to) nine positions of its pool window, recomputing what neighbouring
+// items share (Cin is 3: 27 taps an output), in float32, and keeps the running maximum, rounded once
+// (rounding is monotonic, so this is the maximum of the rounded conv outputs). NHWC: item = (n, ph, pw,
+// block of V channels), one V-wide store. NCHW: item = (n, c, ph, pw), V = 1.
+template <typename T, typename index_t, int V, bool kNHWC>
+struct StemBody {
+  static_assert(kNHWC || V == 1, "the NCHW stem stores one element an item");
+  static constexpr const char* kName = "stem";
+  static constexpr int kWidth = V;
+  static constexpr bool kChannelsLast = kNHWC;
+  const T* in;      // [N, Cin, H, W], dense in the layout
+  const T* weight;  // [Cout, Cin, 3, 3], contiguous
+  const T* bias;    // [Cout]
+  T* out;           // [N, Cout, Hp, Wp], dense in the layout
+  index_t Cin, Cout, H, W, Hc, Wc, Hp, Wp;
+
+  // The whole input (the pool windows cover every conv output, whose taps cover every input pixel),
+  // the weights once, every output once.
+  Traffic traffic(int64_t items) const {
+    const int64_t outputs = items * V, images = outputs / (int64_t{Cout} * Hp * Wp);
+    const int64_t params = int64_t{Cout} * Cin * 9 + Cout;
+    return {(images * Cin * H * W + params) * int64_t{sizeof(T)}, outputs * int64_t{sizeof(T)}};
+  }
+
+  SK_HOST_DEVICE void operator()(index_t item) const {
+    index_t n, c0, ph, pw;
+    if constexpr (kNHWC) {
+      const index_t blocks = Cout / V, pix = item / blocks;
+      c0 = (item % blocks) * V;
+      pw = pix % Wp, ph = (pix / Wp) % Hp, n = pix / (Wp * Hp);
+    } else {
+      pw = item % Wp, ph = (item / Wp) % Hp, c0 = (item / (Wp * Hp)) % Cout, n = item / (Wp * Hp * Cout);
+    }
+    // ReLU'd values are >= 0 (or NaN), and the window always holds its centre, so 0 is the identity of
+    // the maximum here; NaN wins, as in torch's max-pool.
+    float best[V], b[V];
+    SK_UNROLL
+    for (int t = 0; t < V; ++t) best[t] = 0.f, b[t] = static_cast<float>(bias[c0 + t]);
+    for (int i = 0; i < 3; ++i) {
+      const index_t ch = ph * 2 - 1 + i;
+      if (ch < 0 || ch >= Hc) continue;  // max-pool padding: not a candidate
+      for (int j = 0; j < 3; ++j) {
+        const index_t cw = pw * 2 - 1 + j;
+        if (cw < 0 || cw >= Wc) continue;
+        float acc[V];
+        SK_UNROLL
+        for (int t = 0; t < V; ++t) acc[t] = b[t];
+        for (index_t ci = 0; ci < Cin; ++ci) {
+          SK_UNROLL
+          for (int kh = 0; kh < 3; ++kh) {
+            const index_t ih = ch * 2 - 1 + kh;
+            if (ih < 0 || ih >= H) continue;  // conv padding: zero
+            SK_UNROLL
+            for (int kw = 0; kw < 3; ++kw) {
+              const index_t iw = cw * 2 - 1 + kw;
+              if (iw < 0 || iw >= W) continue;
+              const float x = static_cast<float>(kNHWC ? in[((n * H + ih) * W + iw) * Cin + ci]
+                                                       : in[((n * Cin + ci) * H + ih) * W + iw]);
+              const T* w = weight + (c0 * Cin + ci) * 9 + kh * 3 + kw;
+              SK_UNROLL
+              for (int t = 0; t < V; ++t) acc[t] += static_cast<float>(w[t * Cin * 9]) * x;
+            }
+          }
+        }
+        SK_UNROLL
+        for (int t = 0; t < V; ++t) {
+          const float v = relu_keep_nan(acc[t]);
+          best[t] = v > best[t] || v != v ? v : best[t];
+        }
+      }
+    }
+    Pack<T, V> y;
+    SK_UNROLL
+    for (int t = 0; t < V; ++t) y.v[t] = static_cast<T>(best[t]);
+    if constexpr (V == 1) {
+      out[item] = y.v[0];
+    } else {
+      store_pack<V>(out + item * V, y);
+    }
+  }
+};
+
 // ------------------------------------------------------------------------------------------------
 // Planning: vector width, index type, compile-time dispatch
 }  // namespace shufflekernels::gpu

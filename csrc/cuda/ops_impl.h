@@ -10,6 +10,8 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/_addmm_activation.h>
+#include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -198,46 +200,79 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   if (x.numel() == 0)
     return at::empty({x.size(0), weight.size(0), x.size(2), x.size(3)},
                      x.options().memory_format(memory_format_of(layout)));
-  // cuBLAS through ATen, then bias and ReLU in one in-place pass over its result.
+  const int64_t N = x.size(0), c_in = x.size(1), H = x.size(2), W = x.size(3), c_out = weight.size(0);
+  const Tensor b = bias.contiguous();
+  if (layout == Layout::NHWC || H * W == 1) {
+    // One GEMM on [pixels, Cin] (pooled features [N, C, 1, 1] are a matrix in either layout) with the
+    // bias, and the ReLU, in cuBLASLt's epilogue: added in float32 before the product is rounded, and
+    // no pass over the output after it.
+    const int64_t M = N * H * W, es = x.element_size();
+    const Tensor a = x.permute({0, 2, 3, 1}).reshape({M, c_in}), w = weight.reshape({c_out, c_in}).t();
+    const Traffic traffic{(M * c_in + c_in * c_out + c_out) * es, M * c_out * es};
+    const Tensor y = run_library(
+        exec, relu ? "gemm_bias_relu" : "gemm_bias", traffic,
+        [&] { return relu ? at::_addmm_activation(b, a, w, 1, 1, /*use_gelu=*/false) : at::addmm(b, a, w); },
+        [&] { return at::empty({M, c_out}, x.options()); });
+    if (layout == Layout::NCHW) return y.view({N, c_out, 1, 1});
+    return y.view({N, H, W, c_out}).permute({0, 3, 1, 2});
+  }
+  // NCHW with pixels: a batched GEMM, then bias and ReLU in one in-place pass over its result.
   Tensor y = gemm_raw(exec, x, layout, weight);
   if (y.numel() == 0) return y;
-  const Tensor b = bias.contiguous();
   const int64_t C = y.size(1), HW = y.size(2) * y.size(3);
-  const int width = vector_width(y.element_size(), {layout == Layout::NHWC ? C : HW}, {y.const_data_ptr()});
+  const int width = vector_width(y.element_size(), {HW}, {y.const_data_ptr()});
   with_float_type(y.scalar_type(), [&](auto type) {
     using T = decltype(type);
-    with_layout(layout, [&](auto nhwc) {
-      with_width_and_index<sizeof(T)>(width, exec.index32(y.numel()), [&](auto v, auto index) {
-        constexpr int V = decltype(v)::value;
-        using index_t = decltype(index);
-        BiasActBody<T, index_t, V, decltype(nhwc)::value> body{y.data_ptr<T>(), b.const_data_ptr<T>(), relu,
-                                                               static_cast<index_t>(C), static_cast<index_t>(HW)};
-        exec.run(body, static_cast<index_t>(y.numel() / V));
-      });
+    with_width_and_index<sizeof(T)>(width, exec.index32(y.numel()), [&](auto v, auto index) {
+      constexpr int V = decltype(v)::value;
+      using index_t = decltype(index);
+      BiasActBody<T, index_t, V, false> body{y.data_ptr<T>(), b.const_data_ptr<T>(), relu, static_cast<index_t>(C),
+                                             static_cast<index_t>(HW)};
+      exec.run(body, static_cast<index_t>(y.numel() / V));
     });
   });
   return y;
 }
 
-// The stem is cuDNN's conv and ATen's ReLU and max-pool (it is not one of the fused families);
-// registered so that a model on CUDA runs every layer through the same ops.
+// The stem in one kernel (StemBody): conv, bias, ReLU and max-pool, no intermediate, no indices.
 template <class Exec>
-Tensor stem_impl(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_stem(x, weight, bias);
-  Exec exec(x.device());
-  // As cuDNN and ATen run it: the conv, its bias added by a second kernel, ReLU in place, and the
-  // max-pool with the int64 indices ATen's CUDA kernel writes.
-  const int64_t N = x.size(0), C = weight.size(0), es = x.element_size();
-  const int64_t Hc = dwconv3x3_out_size(x.size(2), 2), Wc = dwconv3x3_out_size(x.size(3), 2);
-  const int64_t conv = N * C * Hc * Wc * es;
-  const int64_t pooled = N * C * dwconv3x3_out_size(Hc, 2) * dwconv3x3_out_size(Wc, 2);
-  exec.library("conv", Traffic{(x.numel() + weight.numel()) * es, conv});
-  exec.library("bias_add", Traffic{conv + C * es, conv});
-  exec.library("relu", Traffic{conv, conv});
-  const bool run = exec.library("max_pool_with_indices", Traffic{conv, pooled * (es + 8)});
-  if (!run)
-    return at::empty({N, C, (Hc - 1) / 2 + 1, (Wc - 1) / 2 + 1}, x.options().memory_format(x.suggest_memory_format()));
-  return stem_composite(x, weight, bias);
+Tensor stem_impl(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+  check_stem(x_in, weight_in, bias_in);
+  Exec exec(x_in.device());
+  auto [x, layout] = in_kernel_layout(x_in);
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Cout = weight_in.size(0);
+  const int64_t Hc = dwconv3x3_out_size(H, 2), Wc = dwconv3x3_out_size(W, 2);
+  const int64_t Hp = dwconv3x3_out_size(Hc, 2), Wp = dwconv3x3_out_size(Wc, 2);
+  Tensor out = at::empty({N, Cout, Hp, Wp}, x.options().memory_format(memory_format_of(layout)));
+  if (out.numel() == 0) return out;
+  const Tensor w = weight_in.contiguous(), b = bias_in.contiguous();
+  const int width = layout == Layout::NHWC ? vector_width(x.element_size(), {Cout}, {out.const_data_ptr()}) : 1;
+  const bool index32 = exec.index32(std::max(out.numel(), x.numel()));
+  with_float_type(x.scalar_type(), [&](auto type) {
+    using T = decltype(type);
+    with_layout(layout, [&](auto nhwc) {
+      constexpr bool kNHWC = decltype(nhwc)::value;
+      with_width_and_index<sizeof(T)>(width, index32, [&](auto v, auto index) {
+        constexpr int V = kNHWC ? decltype(v)::value : 1;  // NCHW: one element an item
+        using index_t = decltype(index);
+        auto i = [](int64_t value) { return static_cast<index_t>(value); };
+        StemBody<T, index_t, V, kNHWC> body{x.const_data_ptr<T>(),
+                                            w.const_data_ptr<T>(),
+                                            b.const_data_ptr<T>(),
+                                            out.data_ptr<T>(),
+                                            i(Cin),
+                                            i(Cout),
+                                            i(H),
+                                            i(W),
+                                            i(Hc),
+                                            i(Wc),
+                                            i(Hp),
+                                            i(Wp)};
+        exec.run(body, static_cast<index_t>(out.numel() / V));
+      });
+    });
+  });
+  return out;
 }
 
 // The units' primitives on this backend (csrc/unit_orchestration.h): cuBLAS GEMMs through ATen,
