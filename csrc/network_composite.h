@@ -7,13 +7,25 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+
+#include <cstdint>
+#include <functional>
 #include <string>
 
 namespace shufflekernels {
 
+// Told of each ATen kernel the composite launches itself (the input's channels_last copy, the global
+// mean) with the bytes it reads and writes; returns whether to run it (the CUDA emulation counts them
+// for the ledger, and skips them in its dry run).
+using LibraryCall = std::function<bool(const char* name, int64_t read, int64_t written)>;
+
 inline at::Tensor shufflenet_composite(const std::string& ns, const at::Tensor& x, at::TensorList params,
-                                       at::IntArrayRef stage_repeats) {
+                                       at::IntArrayRef stage_repeats, const LibraryCall& library = nullptr) {
   using at::Tensor;
+  auto run = [&](const char* name, int64_t read, int64_t written) { return !library || library(name, read, written); };
+  const int64_t es = x.element_size();
   auto op = [&](const char* name) {
     return c10::Dispatcher::singleton().findSchemaOrThrow((ns + "::" + name).c_str(), "");
   };
@@ -27,7 +39,12 @@ inline at::Tensor shufflenet_composite(const std::string& ns, const at::Tensor& 
           .typed<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                         const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&)>();
   // The network runs channels_last inside, as FusedShuffleNetV2 does.
-  Tensor out = stem.call(x.contiguous(at::MemoryFormat::ChannelsLast), params[0], params[1]);
+  Tensor in = x;
+  if (!x.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+    in = run("copy", x.numel() * es, x.numel() * es) ? x.contiguous(at::MemoryFormat::ChannelsLast)
+                                                     : at::empty_like(x, at::MemoryFormat::ChannelsLast);
+  }
+  Tensor out = stem.call(in, params[0], params[1]);
   size_t i = 2;
   for (int64_t repeats : stage_repeats) {
     out = down.call(out, params[i], params[i + 1], params[i + 2], params[i + 3], params[i + 4], params[i + 5],
@@ -39,7 +56,10 @@ inline at::Tensor shufflenet_composite(const std::string& ns, const at::Tensor& 
     }
   }
   out = pointwise.call(out, params[i], params[i + 1], true);
-  const Tensor logits = pointwise.call(out.mean({2, 3}, /*keepdim=*/true), params[i + 2], params[i + 3], false);
+  const int64_t N = out.size(0), C = out.size(1);
+  const Tensor features = run("mean", out.numel() * es, N * C * es) ? out.mean({2, 3}, /*keepdim=*/true)
+                                                                    : at::empty({N, C, 1, 1}, out.options());
+  const Tensor logits = pointwise.call(features, params[i + 2], params[i + 3], false);
   return logits.flatten(1);
 }
 

@@ -1,9 +1,11 @@
-"""Command line: ``python -m shufflekernels {info,check,bench}``.
+"""Command line: ``python -m shufflekernels {info,check,bench,ledger}``.
 
-info   what is built and usable here, and why not
-check  a quick parity check of every usable backend against the reference, as a table
-bench  the fused model against reference eager and torch.compile: latency, img/s, speed-up, max error
-       (with no command: ``bench`` on the default model, the README's demo)
+info    what is built and usable here, and why not
+check   a quick parity check of every usable backend against the reference, as a table
+bench   the fused model against reference eager and torch.compile: latency, img/s, speed-up, max error
+        (with no command: ``bench`` on the default model, the README's demo)
+ledger  launches per forward and global-memory bytes per image on the GPU paths, per layer, counted on
+        the CPU (shufflekernels/ledger.py), next to the floor and the issue's budgets
 """
 
 from __future__ import annotations
@@ -271,6 +273,26 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", help="write a bar chart (PNG) to this file")
 
 
+# --------------------------------------------------------------------------------------------------
+# ledger
+# --------------------------------------------------------------------------------------------------
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    from shufflekernels import _library, ledger
+
+    if "shufflenet" not in _library.DEFINED_OPS:
+        print("the ledger counts the native CUDA path on its emulation, in the native library: not loaded here")
+        return 1
+    triton = _library.TRITON_INSTALLED and not args.no_triton
+    for batch in args.batch:
+        result = ledger.ledger(args.width, getattr(torch, args.dtype), batch, triton=triton)
+        print(f"\nx{args.width} {args.dtype}, batch {batch}, {ledger.IMAGE}x{ledger.IMAGE} NCHW input")
+        print(ledger.format_table(result))
+        print(ledger.format_notes(result))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m shufflekernels", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -281,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="the fused model against eager and torch.compile")
     _bench_parser(bench)
     bench.set_defaults(func=cmd_bench)
+    led = sub.add_parser("ledger", help="launches and global-memory bytes of the GPU paths, counted on CPU")
+    led.add_argument("--width", type=float, default=1.0, choices=sorted(ref.WIDTHS))
+    led.add_argument("--dtype", default="float16", choices=["float32", "float16", "bfloat16"])
+    led.add_argument("--batch", type=int, nargs="+", default=[256, 1])
+    led.add_argument("--no-triton", action="store_true", help="leave out the Triton path (importing triton is slow)")
+    led.set_defaults(func=cmd_ledger)
     args = parser.parse_args(argv)
     if args.command is None:  # the demo: what is here, then parity and speed on the default model
         cmd_info(args)

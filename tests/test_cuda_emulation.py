@@ -146,14 +146,15 @@ PLANS = [
         lambda dt: EMULATED.dwconv3x3(_x((1, 3, 7, 7), "nchw", dt), *_dw(3, dt), 1, False),
         ["dwconv3x3 nchw v1 i32"],
     ),
-    # pointwise's epilogue (the GEMM itself is cuBLAS, not ours).
+    # pointwise: on channels_last (conv5) and on pooled features the bias and ReLU are in the cuBLAS
+    # GEMM's epilogue, so nothing of ours runs; NCHW with pixels takes our epilogue pass.
     (
         "pointwise nhwc Cout=1024 (conv5)",
         torch.float32,
         lambda dt: EMULATED.pointwise(
             _x((1, 8, 7, 7), "nhwc", dt), torch.randn(1024, 8, 1, 1).to(dt), torch.randn(1024).to(dt)
         ),
-        ["bias_act nhwc v4 i32"],
+        [],
     ),
     (
         "pointwise nchw HW=49",
@@ -162,6 +163,32 @@ PLANS = [
             _x((1, 8, 7, 7), "nchw", dt), torch.randn(16, 8, 1, 1).to(dt), torch.randn(16).to(dt)
         ),
         ["bias_act nchw v1 i32"],
+    ),
+    (
+        "pointwise nchw pooled [N, C, 1, 1] (the classifier)",
+        torch.float16,
+        lambda dt: EMULATED.pointwise(
+            _x((2, 8, 1, 1), "nchw", dt), torch.randn(16, 8, 1, 1).to(dt), torch.randn(16).to(dt), False
+        ),
+        [],
+    ),
+    # The stem, one kernel: 24 channels an NHWC pixel (16-byte stores in half precision), one element an
+    # NCHW item.
+    (
+        "stem nhwc x1.0",
+        torch.float16,
+        lambda dt: EMULATED.stem(
+            _x((1, 3, 32, 32), "nhwc", dt), torch.randn(24, 3, 3, 3).to(dt), torch.randn(24).to(dt)
+        ),
+        ["stem nhwc v8 i32"],
+    ),
+    (
+        "stem nchw",
+        torch.float32,
+        lambda dt: EMULATED.stem(
+            _x((1, 3, 17, 17), "nchw", dt), torch.randn(24, 3, 3, 3).to(dt), torch.randn(24).to(dt)
+        ),
+        ["stem nchw v1 i32"],
     ),
     # The units at the network's shapes.
     (
@@ -264,6 +291,8 @@ def test_relu_epilogues_keep_nan(layout):
     w, b = _dw(8, torch.float32)
     assert torch.isnan(EMULATED.dwconv3x3(x, w, b, 1, True)[0, :, 3, 3]).all()
     assert torch.isnan(EMULATED.pointwise(x, torch.randn(8, 8, 1, 1), torch.randn(8))[0, :, 3, 3]).all()
+    # The stem's conv output at (1, 1) reads pixel (3, 3), and the max-pool at (0, 0) reads it: NaN wins.
+    assert torch.isnan(EMULATED.stem(x, torch.randn(4, 8, 3, 3), torch.randn(4))[0, :, 0, 0]).all()
     out = EMULATED.split_unit(x, *_unit_params(8, 4, torch.float32, "cpu", True))
     assert torch.isnan(out[0, 1::2, 3, 3]).all()  # the branch's channels, through both ReLUs
 

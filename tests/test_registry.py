@@ -44,6 +44,8 @@ NOT_IN_THE_CONTRACT = {
     registry.EMULATED_NS: {
         "launch_log": "test hook of the emulation",
         "force_wide_index": "test hook of the emulation",
+        "traffic_log": "hook of the emulation: the ledger's launch and traffic counts",
+        "dry_run": "hook of the emulation: count launches without computing (the ledger)",
     },
 }
 

@@ -52,6 +52,12 @@ struct InterleaveBody {
   index_t cpg, HW, src_stride;
   W* out;
 
+  // Every item moves V words.
+  Traffic traffic(int64_t items) const {
+    const int64_t bytes = items * V * int64_t{sizeof(W)};
+    return {bytes, bytes};
+  }
+
   SK_HOST_DEVICE void operator()(index_t item) const {
     if constexpr (!kNHWC) {
       const index_t blocks = HW / V;
@@ -103,6 +109,14 @@ struct DwConv3x3Body {
   bool in_relu, relu;
   index_t C, H, W, Ho, Wo;
   index_t w_c, w_h, w_w;
+
+  // The whole input (padding 1 and a 3-wide window at stride 1 or 2 reach every row and column), the
+  // taps and biases once, every output once.
+  Traffic traffic(int64_t items) const {
+    const int64_t outputs = items * V, images = outputs / (int64_t{C} * Ho * Wo);
+    const int64_t params = (9 + (bias ? 1 : 0) + (in_bias ? 1 : 0)) * int64_t{C};
+    return {(images * C * H * W + params) * int64_t{sizeof(T)}, outputs * int64_t{sizeof(T)}};
+  }
 
   SK_HOST_DEVICE float tap(index_t c, int kh, int kw) const {
     return static_cast<float>(weight[c * w_c + kh * w_h + kw * w_w]);
@@ -229,6 +243,13 @@ struct Interleave2Body {
   index_t cpg, HW;
   T* out;
 
+  // One source element per output, the biases once.
+  Traffic traffic(int64_t items) const {
+    const int64_t outputs = items * (kNHWC ? 2 * V : V);
+    const int64_t biases = ((bias[0] ? 1 : 0) + (bias[1] ? 1 : 0)) * int64_t{cpg};
+    return {(outputs + biases) * int64_t{sizeof(T)}, outputs * int64_t{sizeof(T)}};
+  }
+
   static SK_HOST_DEVICE T apply(const T* b, T x, index_t j) {
     return b ? static_cast<T>(relu_keep_nan(static_cast<float>(x) + static_cast<float>(b[j]))) : x;
   }
@@ -301,6 +322,11 @@ struct BiasActBody {
   bool relu;
   index_t C, HW;
 
+  Traffic traffic(int64_t items) const {
+    const int64_t elements = items * V;
+    return {(elements + C) * int64_t{sizeof(T)}, elements * int64_t{sizeof(T)}};
+  }
+
   SK_HOST_DEVICE void operator()(index_t item) const {
     const index_t first = item * V;
     Pack<T, V> x;
@@ -322,6 +348,90 @@ struct BiasActBody {
       data[first] = x.v[0];
     } else {
       store_pack<V>(data + first, x);
+    }
+  }
+};
+
+// The stem, maxpool3x3/2(relu(conv3x3/2(x, weight) + bias)) with padding 1 for both, in one pass: no
+// conv output and no max-pool index goes to memory. An item is one pooled position and V channels: it
+// evaluates the conv at the (up to) nine positions of its pool window, recomputing what neighbouring
+// items share (Cin is 3: 27 taps an output), in float32, and keeps the running maximum, rounded once
+// (rounding is monotonic, so this is the maximum of the rounded conv outputs). NHWC: item = (n, ph, pw,
+// block of V channels), one V-wide store. NCHW: item = (n, c, ph, pw), V = 1.
+template <typename T, typename index_t, int V, bool kNHWC>
+struct StemBody {
+  static_assert(kNHWC || V == 1, "the NCHW stem stores one element an item");
+  static constexpr const char* kName = "stem";
+  static constexpr int kWidth = V;
+  static constexpr bool kChannelsLast = kNHWC;
+  const T* in;      // [N, Cin, H, W], dense in the layout
+  const T* weight;  // [Cout, Cin, 3, 3], contiguous
+  const T* bias;    // [Cout]
+  T* out;           // [N, Cout, Hp, Wp], dense in the layout
+  index_t Cin, Cout, H, W, Hc, Wc, Hp, Wp;
+
+  // The whole input (the pool windows cover every conv output, whose taps cover every input pixel),
+  // the weights once, every output once.
+  Traffic traffic(int64_t items) const {
+    const int64_t outputs = items * V, images = outputs / (int64_t{Cout} * Hp * Wp);
+    const int64_t params = int64_t{Cout} * Cin * 9 + Cout;
+    return {(images * Cin * H * W + params) * int64_t{sizeof(T)}, outputs * int64_t{sizeof(T)}};
+  }
+
+  SK_HOST_DEVICE void operator()(index_t item) const {
+    index_t n, c0, ph, pw;
+    if constexpr (kNHWC) {
+      const index_t blocks = Cout / V, pix = item / blocks;
+      c0 = (item % blocks) * V;
+      pw = pix % Wp, ph = (pix / Wp) % Hp, n = pix / (Wp * Hp);
+    } else {
+      pw = item % Wp, ph = (item / Wp) % Hp, c0 = (item / (Wp * Hp)) % Cout, n = item / (Wp * Hp * Cout);
+    }
+    // ReLU'd values are >= 0 (or NaN), and the window always holds its centre, so 0 is the identity of
+    // the maximum here; NaN wins, as in torch's max-pool.
+    float best[V], b[V];
+    SK_UNROLL
+    for (int t = 0; t < V; ++t) best[t] = 0.f, b[t] = static_cast<float>(bias[c0 + t]);
+    for (int i = 0; i < 3; ++i) {
+      const index_t ch = ph * 2 - 1 + i;
+      if (ch < 0 || ch >= Hc) continue;  // max-pool padding: not a candidate
+      for (int j = 0; j < 3; ++j) {
+        const index_t cw = pw * 2 - 1 + j;
+        if (cw < 0 || cw >= Wc) continue;
+        float acc[V];
+        SK_UNROLL
+        for (int t = 0; t < V; ++t) acc[t] = b[t];
+        for (index_t ci = 0; ci < Cin; ++ci) {
+          SK_UNROLL
+          for (int kh = 0; kh < 3; ++kh) {
+            const index_t ih = ch * 2 - 1 + kh;
+            if (ih < 0 || ih >= H) continue;  // conv padding: zero
+            SK_UNROLL
+            for (int kw = 0; kw < 3; ++kw) {
+              const index_t iw = cw * 2 - 1 + kw;
+              if (iw < 0 || iw >= W) continue;
+              const float x = static_cast<float>(kNHWC ? in[((n * H + ih) * W + iw) * Cin + ci]
+                                                       : in[((n * Cin + ci) * H + ih) * W + iw]);
+              const T* w = weight + (c0 * Cin + ci) * 9 + kh * 3 + kw;
+              SK_UNROLL
+              for (int t = 0; t < V; ++t) acc[t] += static_cast<float>(w[t * Cin * 9]) * x;
+            }
+          }
+        }
+        SK_UNROLL
+        for (int t = 0; t < V; ++t) {
+          const float v = relu_keep_nan(acc[t]);
+          best[t] = v > best[t] || v != v ? v : best[t];
+        }
+      }
+    }
+    Pack<T, V> y;
+    SK_UNROLL
+    for (int t = 0; t < V; ++t) y.v[t] = static_cast<T>(best[t]);
+    if constexpr (V == 1) {
+      out[item] = y.v[0];
+    } else {
+      store_pack<V>(out + item * V, y);
     }
   }
 };

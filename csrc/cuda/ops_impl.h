@@ -4,10 +4,14 @@
 //
 // Exec(device) holds what a launch needs (device guard, stream); exec.run(body, items) runs body(i) for
 // every i < items; exec.index32(n) says whether 32-bit indices may be used for a launch whose largest
-// tensor has n elements; Exec::kLibrary names the op library its kernels are registered in.
+// tensor has n elements; exec.library(name, traffic) is told of each library call before it is made
+// and says whether to make it (run_library); Exec::kLibrary names the op library its kernels are
+// registered in.
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/_addmm_activation.h>
+#include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -27,6 +31,24 @@
 namespace shufflekernels::gpu {
 
 using at::Tensor;
+
+// A library call (cuBLAS, cuDNN or another ATen kernel) that the executor counts as one launch with
+// the given traffic (plan.h): `call` makes it; in the emulation's dry run `dry` makes an uninitialised
+// result of the same shape and layout instead.
+template <class Exec, class Call, class Dry>
+Tensor run_library(const Exec& exec, const char* name, const Traffic& traffic, Call&& call, Dry&& dry) {
+  return exec.library(name, traffic) ? call() : dry();
+}
+
+// A raw 1x1 conv (aten_convs.h, pointwise_raw) as one cuBLAS GEMM: M*K + K*N + M*N elements.
+template <class Exec>
+Tensor gemm_raw(const Exec& exec, const Tensor& x, Layout layout, const Tensor& weight) {
+  const int64_t N = x.size(0), c_out = weight.size(0), H = x.size(2), W = x.size(3), es = x.element_size();
+  const Traffic traffic{(x.numel() + weight.numel()) * es, N * c_out * H * W * es};
+  return run_library(
+      exec, "gemm", traffic, [&] { return pointwise_raw(x, layout, weight); },
+      [&] { return at::empty({N, c_out, H, W}, x.options().memory_format(memory_format_of(layout))); });
+}
 
 template <class Exec>
 void run_permutation(Exec& exec, const Permutation& p) {
@@ -178,34 +200,79 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   if (x.numel() == 0)
     return at::empty({x.size(0), weight.size(0), x.size(2), x.size(3)},
                      x.options().memory_format(memory_format_of(layout)));
-  // cuBLAS through ATen, then bias and ReLU in one in-place pass over its result.
-  Tensor y = pointwise_raw(x, layout, weight);
-  if (y.numel() == 0) return y;
+  const int64_t N = x.size(0), c_in = x.size(1), H = x.size(2), W = x.size(3), c_out = weight.size(0);
   const Tensor b = bias.contiguous();
+  if (layout == Layout::NHWC || H * W == 1) {
+    // One GEMM on [pixels, Cin] (pooled features [N, C, 1, 1] are a matrix in either layout) with the
+    // bias, and the ReLU, in cuBLASLt's epilogue: added in float32 before the product is rounded, and
+    // no pass over the output after it.
+    const int64_t M = N * H * W, es = x.element_size();
+    const Tensor a = x.permute({0, 2, 3, 1}).reshape({M, c_in}), w = weight.reshape({c_out, c_in}).t();
+    const Traffic traffic{(M * c_in + c_in * c_out + c_out) * es, M * c_out * es};
+    const Tensor y = run_library(
+        exec, relu ? "gemm_bias_relu" : "gemm_bias", traffic,
+        [&] { return relu ? at::_addmm_activation(b, a, w, 1, 1, /*use_gelu=*/false) : at::addmm(b, a, w); },
+        [&] { return at::empty({M, c_out}, x.options()); });
+    if (layout == Layout::NCHW) return y.view({N, c_out, 1, 1});
+    return y.view({N, H, W, c_out}).permute({0, 3, 1, 2});
+  }
+  // NCHW with pixels: a batched GEMM, then bias and ReLU in one in-place pass over its result.
+  Tensor y = gemm_raw(exec, x, layout, weight);
+  if (y.numel() == 0) return y;
   const int64_t C = y.size(1), HW = y.size(2) * y.size(3);
-  const int width = vector_width(y.element_size(), {layout == Layout::NHWC ? C : HW}, {y.const_data_ptr()});
+  const int width = vector_width(y.element_size(), {HW}, {y.const_data_ptr()});
   with_float_type(y.scalar_type(), [&](auto type) {
     using T = decltype(type);
-    with_layout(layout, [&](auto nhwc) {
-      with_width_and_index<sizeof(T)>(width, exec.index32(y.numel()), [&](auto v, auto index) {
-        constexpr int V = decltype(v)::value;
-        using index_t = decltype(index);
-        BiasActBody<T, index_t, V, decltype(nhwc)::value> body{y.data_ptr<T>(), b.const_data_ptr<T>(), relu,
-                                                               static_cast<index_t>(C), static_cast<index_t>(HW)};
-        exec.run(body, static_cast<index_t>(y.numel() / V));
-      });
+    with_width_and_index<sizeof(T)>(width, exec.index32(y.numel()), [&](auto v, auto index) {
+      constexpr int V = decltype(v)::value;
+      using index_t = decltype(index);
+      BiasActBody<T, index_t, V, false> body{y.data_ptr<T>(), b.const_data_ptr<T>(), relu, static_cast<index_t>(C),
+                                             static_cast<index_t>(HW)};
+      exec.run(body, static_cast<index_t>(y.numel() / V));
     });
   });
   return y;
 }
 
-// The stem is cuDNN's conv and ATen's ReLU and max-pool (it is not one of the fused families);
-// registered so that a model on CUDA runs every layer through the same ops.
+// The stem in one kernel (StemBody): conv, bias, ReLU and max-pool, no intermediate, no indices.
 template <class Exec>
-Tensor stem_impl(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  check_stem(x, weight, bias);
-  [[maybe_unused]] Exec exec(x.device());
-  return stem_composite(x, weight, bias);
+Tensor stem_impl(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
+  check_stem(x_in, weight_in, bias_in);
+  Exec exec(x_in.device());
+  auto [x, layout] = in_kernel_layout(x_in);
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Cout = weight_in.size(0);
+  const int64_t Hc = dwconv3x3_out_size(H, 2), Wc = dwconv3x3_out_size(W, 2);
+  const int64_t Hp = dwconv3x3_out_size(Hc, 2), Wp = dwconv3x3_out_size(Wc, 2);
+  Tensor out = at::empty({N, Cout, Hp, Wp}, x.options().memory_format(memory_format_of(layout)));
+  if (out.numel() == 0) return out;
+  const Tensor w = weight_in.contiguous(), b = bias_in.contiguous();
+  const int width = layout == Layout::NHWC ? vector_width(x.element_size(), {Cout}, {out.const_data_ptr()}) : 1;
+  const bool index32 = exec.index32(std::max(out.numel(), x.numel()));
+  with_float_type(x.scalar_type(), [&](auto type) {
+    using T = decltype(type);
+    with_layout(layout, [&](auto nhwc) {
+      constexpr bool kNHWC = decltype(nhwc)::value;
+      with_width_and_index<sizeof(T)>(width, index32, [&](auto v, auto index) {
+        constexpr int V = kNHWC ? decltype(v)::value : 1;  // NCHW: one element an item
+        using index_t = decltype(index);
+        auto i = [](int64_t value) { return static_cast<index_t>(value); };
+        StemBody<T, index_t, V, kNHWC> body{x.const_data_ptr<T>(),
+                                            w.const_data_ptr<T>(),
+                                            b.const_data_ptr<T>(),
+                                            out.data_ptr<T>(),
+                                            i(Cin),
+                                            i(Cout),
+                                            i(H),
+                                            i(W),
+                                            i(Hc),
+                                            i(Wc),
+                                            i(Hp),
+                                            i(Wp)};
+        exec.run(body, static_cast<index_t>(out.numel() / V));
+      });
+    });
+  });
+  return out;
 }
 
 // The units' primitives on this backend (csrc/unit_orchestration.h): cuBLAS GEMMs through ATen,
@@ -216,7 +283,7 @@ struct GpuPrims {
   Exec& exec;
 
   Tensor pointwise_raw(const Tensor& x, Layout layout, const Tensor& weight) {
-    return shufflekernels::pointwise_raw(x, layout, weight);
+    return gemm_raw(exec, x, layout, weight);
   }
   Tensor dwconv(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
                 bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
@@ -269,7 +336,10 @@ Tensor down_unit_impl(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1
 template <class Exec>
 Tensor shufflenet_impl(const Tensor& x, at::TensorList params, at::IntArrayRef stage_repeats) {
   check_shufflenet(x, params, stage_repeats);
-  return shufflenet_composite(Exec::kLibrary, x, params, stage_repeats);
+  Exec exec(x.device());
+  return shufflenet_composite(
+      Exec::kLibrary, x, params, stage_repeats,
+      [&](const char* name, int64_t read, int64_t written) { return exec.library(name, Traffic{read, written}); });
 }
 
 template <class Exec>

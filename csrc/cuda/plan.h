@@ -25,6 +25,19 @@
 namespace shufflekernels::gpu {
 
 // ------------------------------------------------------------------------------------------------
+// Traffic
+// ------------------------------------------------------------------------------------------------
+
+// The global memory one launch reads and writes, in bytes: every distinct byte its items load or
+// store, counted once (what a launch costs in DRAM traffic when the caches serve the reuse between
+// neighbouring items, as a depthwise conv's halo rows). Each body computes its own from its fields
+// (traffic(items)); library calls (cuBLAS through ATen) count their GEMM's M*K + K*N + M*N elements.
+// The emulation logs them (host_emulation.cpp, traffic_log) for the ledger (shufflekernels/ledger.py).
+struct Traffic {
+  int64_t read = 0, written = 0;
+};
+
+// ------------------------------------------------------------------------------------------------
 // Vector access
 // ------------------------------------------------------------------------------------------------
 

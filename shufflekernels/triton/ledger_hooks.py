@@ -1,0 +1,75 @@
+"""What the ledger (shufflekernels/ledger.py) needs of the Triton path: its launchers run on meta
+tensors, each ``kernel[grid](...)`` recorded instead of launched, with the bytes it reads and writes.
+
+A launch's bytes are those of the tensors it is given, each counted once (the same tensor passed twice,
+as the split unit's tail gets branch b's weights for the identity branch it does not compute, is one
+read): the argument named ``out`` is written, every other tensor read, whole (a channel slice is its
+own elements, not its parent's). The same approach as .ci/check_triton_sm90.py, which compiles what it
+records instead of counting it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+
+import triton
+
+from .. import registry
+from . import dwconv, permute, units
+
+KERNEL_MODULES = (permute, dwconv, units)
+
+
+def _launcher(op: str):
+    module, function = registry.OPS[op].triton.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
+
+
+class _Recorder:
+    def __init__(self, name: str, tuner, launches: list, layer: str, make) -> None:
+        self.name, self.arg_names = name, tuner.arg_names
+        self.launches, self.layer, self.make = launches, layer, make
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            read = written = 0
+            seen: set[int] = set()
+            for arg_name, value in zip(self.arg_names, args):
+                if not hasattr(value, "data_ptr") or id(value) in seen:
+                    continue
+                seen.add(id(value))
+                nbytes = value.numel() * value.element_size()
+                if arg_name == "out":
+                    written += nbytes
+                else:
+                    read += nbytes
+            self.launches.append(self.make(self.layer, self.name, read, written))
+
+        return launch
+
+
+@contextlib.contextmanager
+def recording(launches: list, layer: str, make):
+    """Inside: every autotuned kernel of the Triton path appends ``make(layer, kernel, read, written)``
+    to launches instead of launching; the launchers accept meta tensors."""
+    saved = []
+    for module in KERNEL_MODULES:
+        for name, value in list(vars(module).items()):
+            if isinstance(value, triton.runtime.autotuner.Autotuner):
+                saved.append((module, name, value))
+                setattr(module, name, _Recorder(name, value, launches, layer, make))
+        saved.append((module, "check_device", module.check_device))
+        module.check_device = lambda op, t: None
+    try:
+        yield
+    finally:
+        for module, name, value in saved:
+            setattr(module, name, value)
+
+
+def launch(op: str, x, params, options):
+    """The op's Triton launcher on (x, *params), with the op's defaults for what options leaves out."""
+    if op == "pointwise":
+        return _launcher(op)(x, *params, options.get("relu", True))
+    return _launcher(op)(x, *params, **options)
