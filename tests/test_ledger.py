@@ -41,7 +41,9 @@ NOT_MET_YET = {
 
 
 @pytest.fixture(scope="module", params=[256, 1])
-def result(request):
+def result(request, triton_backend):
+    # triton_backend: the Triton kernels are defined once per process, under the interpreter on a machine
+    # without a GPU, as the other test modules need them.
     triton = pytest.importorskip("triton") is not None
     return ledger.ledger(1.0, torch.float16, request.param, triton=triton)
 
