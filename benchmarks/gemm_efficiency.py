@@ -7,8 +7,10 @@ capped the same way (MKL_ENABLE_INSTRUCTIONS), so both sides use the same vector
 every shape is timed for the engine (``torch.ops.shufflekernels.pointwise`` on channels_last input with
 the weight stored K-major, as the fused model keeps it: bias and ReLU included) and for MKL
 (``torch.mm`` of the same [pixels, Cin] x [Cin, Cout] matrices, no bias), rounds interleaved, medians.
-The peak is 32 float32 FLOPs per cycle and core (two 256-bit FMA pipes: Zen 3 and Zen 4 alike, Zen 4
-running 512-bit FMAs as two halves) at the clock /proc/cpuinfo reports.
+The peak is the ISA's float32 FLOPs per cycle and core at the clock /proc/cpuinfo reports (a virtual
+machine reports its nominal clock, not the boost one: pass --ghz to use another): two 256-bit FMA
+pipes give 32 for AVX2 on Zen 3, 4 and 5 and for AVX-512 on Zen 3/4 (which run 512-bit FMAs as two
+halves); Zen 5 has 512-bit pipes, 64 for AVX-512. Other CPUs: pass --flops-per-cycle.
 """
 
 from __future__ import annotations
@@ -80,6 +82,18 @@ def cpu_ghz() -> float:
         return float("nan")
 
 
+def flops_per_cycle(isa: str) -> float:
+    """float32 FLOPs per cycle and core at full FMA throughput, for the AMD families this runs on."""
+    try:
+        family = next(int(line.split(":")[1]) for line in open("/proc/cpuinfo") if line.startswith("cpu family"))
+        vendor = next(line.split(":")[1].strip() for line in open("/proc/cpuinfo") if line.startswith("vendor_id"))
+    except (OSError, StopIteration, ValueError):
+        return float("nan")
+    if vendor != "AuthenticAMD" or family < 25:
+        return float("nan")
+    return 64.0 if isa == "avx512" and family >= 26 else 32.0 if isa != "baseline" else 16.0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--width", type=float, default=1.0)
@@ -87,6 +101,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--isas", default="avx512,avx2")
+    p.add_argument("--ghz", type=float, help="the clock for the peak (default: /proc/cpuinfo's)")
+    p.add_argument("--flops-per-cycle", type=float, help="float32 FLOPs per cycle and core (default: by CPU family)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -96,17 +112,21 @@ def main() -> int:
     model = next(
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"
     )
-    peak = 32 * cpu_ghz() * args.threads
+    ghz = args.ghz or cpu_ghz()
     print(
-        f"CPU: {model}, avx512f: {'avx512f' in flags}, {args.threads} threads, FMA peak {peak:.0f} GFLOP/s "
-        f"(32 FLOP/cycle/core at {cpu_ghz():.2f} GHz); x{args.width}, batch {args.batch}"
+        f"CPU: {model}, avx512f: {'avx512f' in flags}, {args.threads} threads at {ghz:.2f} GHz; x{args.width}, batch {args.batch}"
     )
     for isa in args.isas.split(","):
         env = {**os.environ, "SK_ENGINE_ISA": isa, "MKL_ENABLE_INSTRUCTIONS": MKL_CAP[isa]}
         cmd = [sys.executable, __file__, "--worker", f"--width={args.width}", f"--batch={args.batch}",
                f"--threads={args.threads}", f"--rounds={args.rounds}"]  # fmt: skip
         result = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
-        print(f"\n{isa} (engine reports {result['isa']}; MKL capped to {MKL_CAP[isa]})")
+        per_cycle = args.flops_per_cycle or flops_per_cycle(isa)
+        peak = per_cycle * ghz * args.threads
+        print(
+            f"\n{isa} (engine reports {result['isa']}; MKL capped to {MKL_CAP[isa]}); FMA peak {peak:.0f} GFLOP/s "
+            f"({per_cycle:.0f} FLOP/cycle/core)"
+        )
         print(f"{'layer':34} {'M':>6} {'K':>5} {'N':>5}  {'engine GF/s':>11} {'MKL GF/s':>9} {'engine/MKL':>10} "
               f"{'engine/peak':>11}")  # fmt: skip
         for r in result["rows"]:
