@@ -48,19 +48,11 @@ from triton.compiler import ASTSource, make_backend
 from triton.runtime.jit import create_function_from_signature
 
 from shufflekernels import model as _model
-from shufflekernels import ops, reference
-from shufflekernels.triton import dwconv, permute, units
+from shufflekernels import ops, reference, registry
+from shufflekernels.triton import recording
 
-KERNEL_MODULES = (permute, dwconv, units)
-# The Triton launcher of each op the Triton backend serves (what shufflekernels.triton's ops call).
-LAUNCHERS = {
-    "channel_shuffle": permute.channel_shuffle,
-    "shuffle_cat": permute.shuffle_cat,
-    "dwconv3x3": dwconv.dwconv3x3,
-    "pointwise": units.pointwise,
-    "split_unit": units.split_unit,
-    "down_unit": units.down_unit,
-}
+# The registry's Triton launchers, and the kernels they launch recorded instead (triton/recording.py).
+LAUNCHERS = {op: recording.launcher(op) for op in registry.ops_with("triton")}
 # Shared memory one block may have (CUDA C programming guide, per compute capability, with opt-in):
 # sm_90 227 KB, sm_80 163 KB. sm_90 is the target of record; sm_80 is checked for shared memory only.
 SHARED_LIMIT = {90: 227 * 1024, 80: 163 * 1024}
@@ -87,7 +79,6 @@ class _Recorder:
 
     def __init__(self, module, name: str, launches: list) -> None:
         self.module, self.name, self.launches = module, name, launches
-        self.tuner = getattr(module, name)
 
     def __getitem__(self, grid):
         def launch(*args, **kwargs):
@@ -97,29 +88,9 @@ class _Recorder:
         return launch
 
 
-def _autotuned_kernels():
-    for module in KERNEL_MODULES:
-        for name, value in vars(module).items():
-            if isinstance(value, triton.runtime.autotuner.Autotuner):
-                yield module, name
-
-
-@contextlib.contextmanager
 def _recording(launches: list):
-    """Kernels record instead of launching; launchers accept meta tensors (their device check is for
-    the CPU-without-interpreter case, which cannot launch anything)."""
-    saved = []
-    for module, name in _autotuned_kernels():
-        saved.append((module, name, getattr(module, name)))
-        setattr(module, name, _Recorder(module, name, launches))
-    for module in KERNEL_MODULES:
-        saved.append((module, "check_device", module.check_device))
-        module.check_device = lambda op, t: None
-    try:
-        yield
-    finally:
-        for module, name, value in saved:
-            setattr(module, name, value)
+    """Kernels record instead of launching; launchers accept meta tensors."""
+    return recording.kernels_replaced(lambda module, name, tuner: _Recorder(module, name, launches))
 
 
 def _launch(op: str, *args, **options):

@@ -220,15 +220,15 @@ def reference_path(width: float, dtype: torch.dtype, batch: int) -> list[Launch]
 
 def triton_path(net, batch: int, native_stem: list[Launch]) -> list[Launch]:
     """The Triton path's launches; ``native_stem``: the native CUDA stem's (it has no Triton kernel)."""
-    from .triton import ledger_hooks  # lazily: importing triton takes seconds
+    from .triton import recording  # lazily: importing triton takes seconds
 
     def run(op, x, params, options, launches, layer):
         if op == "stem":
             launches += [launch for launch in native_stem if launch.name != "copy"]
             hw = [contract.dw_out_size(contract.dw_out_size(size, 2), 2) for size in x.shape[2:]]
             return contract.empty_output(x, (x.shape[0], params[0].shape[0], *hw))
-        with ledger_hooks.recording(launches, layer, Launch):
-            return ledger_hooks.launch(op, x, params, options)
+        with recording.recording(launches, layer, Launch):
+            return recording.launch(op, x, params, options)
 
     return _meta_forward(net, batch, run)
 

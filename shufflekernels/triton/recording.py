@@ -1,11 +1,12 @@
-"""What the ledger (shufflekernels/ledger.py) needs of the Triton path: its launchers run on meta
-tensors, each ``kernel[grid](...)`` recorded instead of launched, with the bytes it reads and writes.
+"""The Triton path's launches recorded instead of run, for what must see every launch without a GPU:
+the ledger (shufflekernels/ledger.py) counts their bytes, and .ci/check_triton_sm90.py compiles them.
 
-A launch's bytes are those of the tensors it is given, each counted once (the same tensor passed twice,
-as the split unit's tail gets branch b's weights for the identity branch it does not compute, is one
-read): the argument named ``out`` is written, every other tensor read, whole (a channel slice is its
-own elements, not its parent's). The same approach as .ci/check_triton_sm90.py, which compiles what it
-records instead of counting it.
+``kernels_replaced(make)`` puts ``make(module, name, tuner)`` in place of every autotuned kernel of the
+modules holding the registry's Triton launchers; ``kernel[grid](...)`` then calls what it returns, and
+the launchers accept meta tensors. For the ledger, a launch's bytes are those of the tensors it is given,
+each counted once (the same tensor passed twice, as the split unit's tail gets branch b's weights for the
+identity branch it does not compute, is one read): the argument named ``out`` is written, every other
+tensor read, whole (a channel slice is its own elements, not its parent's).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ KERNEL_MODULES = tuple(
 )
 
 
-def _launcher(op: str):
+def launcher(op: str):
+    """The registry's Triton launcher of an op."""
     module, function = registry.OPS[op].triton.split(":")
     return getattr(importlib.import_module(f"{__package__}.{module}"), function)
 
@@ -53,16 +55,23 @@ class _Recorder:
         return launch
 
 
-@contextlib.contextmanager
-def recording(launches: list, layer: str, make):
-    """Inside: every autotuned kernel of the Triton path appends ``make(layer, kernel, read, written)``
-    to launches instead of launching; the launchers accept meta tensors."""
-    saved = []
+def autotuned_kernels():
+    """(module, name, tuner) of every autotuned kernel of the Triton path."""
     for module in KERNEL_MODULES:
         for name, value in list(vars(module).items()):
             if isinstance(value, triton.runtime.autotuner.Autotuner):
-                saved.append((module, name, value))
-                setattr(module, name, _Recorder(name, value, launches, layer, make))
+                yield module, name, value
+
+
+@contextlib.contextmanager
+def kernels_replaced(make):
+    """Inside: every autotuned kernel is ``make(module, name, tuner)``, and the launchers' device check
+    (for the CPU-without-interpreter case, which cannot launch anything) is off."""
+    saved = []
+    for module, name, tuner in autotuned_kernels():
+        saved.append((module, name, tuner))
+        setattr(module, name, make(module, name, tuner))
+    for module in KERNEL_MODULES:
         saved.append((module, "check_device", module.check_device))
         module.check_device = lambda op, t: None
     try:
@@ -72,8 +81,14 @@ def recording(launches: list, layer: str, make):
             setattr(module, name, value)
 
 
+def recording(launches: list, layer: str, make):
+    """Inside: every kernel of the Triton path appends ``make(layer, kernel, read, written)`` to
+    launches instead of launching."""
+    return kernels_replaced(lambda module, name, tuner: _Recorder(name, tuner, launches, layer, make))
+
+
 def launch(op: str, x, params, options):
     """The op's Triton launcher on (x, *params), with the op's defaults for what options leaves out."""
     if op == "pointwise":
-        return _launcher(op)(x, *params, options.get("relu", True))
-    return _launcher(op)(x, *params, **options)
+        return launcher(op)(x, *params, options.get("relu", True))
+    return launcher(op)(x, *params, **options)
