@@ -27,6 +27,7 @@
 #include "../index_math.h"
 #include "../network_composite.h"
 #include "engine.h"
+#include "unit_bands.h"
 #include "weights.h"
 
 namespace shufflekernels::cpu {
@@ -208,7 +209,7 @@ Geometry Plan::geometry(const Tensor& x) const {
     g.act_floats = std::max(g.act_floats, Ho * Wo * 2 * u.B);
     g.t1_floats = std::max(g.t1_floats, H * W * Bs);
     const int64_t R = band_rows(Ho, Wo);
-    g.band_floats = std::max(g.band_floats, u.down ? R * Wo * (Cs + 3 * Bs) : 2 * R * Wo * Bs);
+    g.band_floats = std::max(g.band_floats, u.down ? down_band_floats(R, Wo, Cs, Bs) : split_band_floats(R, Wo, Bs));
     H = Ho;
     W = Wo;
   }
@@ -296,7 +297,7 @@ void Plan::run(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const
   for (size_t ui = 0; ui < units_.size(); ++ui) {
     const UnitPlan& u = units_[ui];
     const Geometry::Unit& s = g.units[ui];
-    const int64_t C = u.c_in, B = u.B, Bs = round_up(B, kPanelPad), Cs = round_up(C, kPanelPad);
+    const int64_t C = u.c_in, B = u.B, Bs = round_up(B, kPanelPad);
     const int64_t H = s.H, W = s.W, Ho = s.Ho, Wo = s.Wo;
     // Pass 1: t1 = relu(pw1(x2)) (split unit: x2 is each pixel's second half) or relu(pw1(x)) (down
     // unit), over every pixel of the images, rows Bs floats apart. Images are act_floats apart.
@@ -314,63 +315,14 @@ void Plan::run(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const
       const float* t1 = buf.t1 + n * g.t1_floats;
       const float* xi = in + n * g.act_floats;
       float* o = out + n * g.act_floats;
-      const int64_t pixels = (h1 - h0) * Wo;
-      if (!u.down) {
-        float* d = scratch;
-        float* y = scratch + R * W * Bs;
-        for (int64_t h = h0; h < h1; ++h) {
-          k.dw_row(
-              {{h > 0 ? t1 + (h - 1) * W * Bs : nullptr, t1 + h * W * Bs, h + 1 < H ? t1 + (h + 1) * W * Bs : nullptr},
-               Bs,
-               W,
-               W,
-               Bs,
-               1,
-               u.dw2.w9.data(),
-               u.dw2.bias.data(),
-               d + (h - h0) * W * Bs,
-               Bs});
-        }
-        k.gemm({d, Bs, u.pw2.data.data(), kPanelPad, y, Bs, pixels, B, B, u.pw2.bias.data(), true, false,
-                u.pw2.panel_stride()});
-        k.interleave({xi + h0 * W * C, C, y, Bs, B, pixels, o + h0 * W * C});
-        continue;
+      const GemmB pw2{u.pw2.data.data(), kPanelPad, u.pw2.panel_stride(), u.pw2.bias.data()};
+      if (u.down) {
+        const GemmB pw3{u.pw3.data.data(), kPanelPad, u.pw3.panel_stride(), u.pw3.bias.data()};
+        down_band(k, xi, t1, o, H, W, Wo, C, B, u.dw1.w9.data(), u.dw1.bias.data(), u.dw2.w9.data(), u.dw2.bias.data(),
+                  pw3, pw2, h0, h1, R, scratch);
+      } else {
+        split_band(k, xi, t1, o, H, W, B, Bs, u.dw2.w9.data(), u.dw2.bias.data(), pw2, h0, h1, R, scratch);
       }
-      float* d1 = scratch;
-      float* d2 = d1 + R * Wo * Cs;
-      float* y1 = d2 + R * Wo * Bs;
-      float* y2 = y1 + R * Wo * Bs;
-      auto row = [&](const float* image, int64_t stride_px, int64_t r) -> const float* {
-        return r >= 0 && r < H ? image + r * W * stride_px : nullptr;
-      };
-      for (int64_t oh = h0; oh < h1; ++oh) {
-        const int64_t ih = 2 * oh - 1;  // first input row of the window
-        k.dw_row({{row(xi, C, ih), row(xi, C, ih + 1), row(xi, C, ih + 2)},
-                  C,
-                  W,
-                  Wo,
-                  C,
-                  2,
-                  u.dw1.w9.data(),
-                  u.dw1.bias.data(),
-                  d1 + (oh - h0) * Wo * Cs,
-                  Cs});
-        k.dw_row({{row(t1, Bs, ih), row(t1, Bs, ih + 1), row(t1, Bs, ih + 2)},
-                  Bs,
-                  W,
-                  Wo,
-                  Bs,
-                  2,
-                  u.dw2.w9.data(),
-                  u.dw2.bias.data(),
-                  d2 + (oh - h0) * Wo * Bs,
-                  Bs});
-      }
-      k.gemm({d1, Cs, u.pw3.data.data(), kPanelPad, y1, Bs, pixels, B, C, u.pw3.bias.data(), true, false,
-              u.pw3.panel_stride()});
-      k.gemm({d2, Bs, u.pw2.data.data(), kPanelPad, y2, Bs, pixels, B, B, u.pw2.bias.data(), true, false,
-              u.pw2.panel_stride()});
-      k.interleave({y1, Bs, y2, Bs, B, pixels, o + h0 * Wo * 2 * B});
     }
     sync();
     std::swap(in, out);

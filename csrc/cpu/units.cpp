@@ -28,6 +28,7 @@
 #include "dwconv.h"
 #include "engine.h"
 #include "schedule.h"
+#include "unit_bands.h"
 #include "weights.h"
 
 namespace shufflekernels::cpu {
@@ -50,7 +51,6 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
   const float* xp = x.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
   const Bands bands = bands_for(N, H, W);
-  const int64_t band_floats = bands.max_rows * W * Bs;
   // Pass 1: t1 = relu(pw1(x2)) for pixels [p0, p1) (counted over the batch); x2 is the second half of
   // each pixel's channels.
   auto pass1 = [&](int64_t p0, int64_t p1, float* t1, bool parallel) {
@@ -61,28 +61,13 @@ Tensor split_unit_engine(const Tensor& x, const Tensor& pw1_w, const Tensor& pw1
               w1.panel_stride});
     }
   };
-  // Pass 2, rows [h0, h1) of image n: d = dw(t1), y = relu(pw2(d)), out = interleave(x1, y).
+  // Pass 2, rows [h0, h1) of image n (unit_bands.h).
+  const GemmB g2{w2.data, w2.ldb, w2.panel_stride, b2.const_data_ptr<float>()};
   auto band = [&](int64_t n, int64_t h0, int64_t h1, const float* t1_image, float* scratch) {
-    float* d = scratch;
-    float* y = scratch + band_floats;
-    for (int64_t h = h0; h < h1; ++h) {
-      k.dw_row({{h > 0 ? t1_image + (h - 1) * W * Bs : nullptr, t1_image + h * W * Bs,
-                 h + 1 < H ? t1_image + (h + 1) * W * Bs : nullptr},
-                Bs,
-                W,
-                W,
-                Bs,
-                1,
-                dw.weight.data(),
-                dw.bias.data(),
-                d + (h - h0) * W * Bs,
-                Bs});
-    }
-    const int64_t pixels = (h1 - h0) * W, p0 = (n * H + h0) * W;
-    k.gemm({d, Bs, w2.data, w2.ldb, y, Bs, pixels, B, B, b2.const_data_ptr<float>(), true, false, w2.panel_stride});
-    k.interleave({xp + p0 * C, C, y, Bs, B, pixels, op + p0 * C});
+    split_band(k, xp + n * H * W * C, t1_image, op + n * H * W * C, H, W, B, Bs, dw.weight.data(), dw.bias.data(), g2,
+               h0, h1, bands.max_rows, scratch);
   };
-  run_unit(N, H * W, H * W * Bs, 2 * band_floats, bands, H, x, pass1, band);
+  run_unit(N, H * W, H * W * Bs, split_band_floats(bands.max_rows, W, Bs), bands, H, x, pass1, band);
   return out;
 }
 
@@ -113,46 +98,14 @@ Tensor down_unit_engine(const Tensor& x, int64_t B, const Tensor& dw1_w, const T
               w1.panel_stride});
     }
   };
-  // Pass 2, output rows [h0, h1) of image n: both branches' depthwise (stride 2) and 1x1, then the
-  // interleave.
+  // Pass 2, output rows [h0, h1) of image n (unit_bands.h).
+  const GemmB g2{w2.data, w2.ldb, w2.panel_stride, b2.const_data_ptr<float>()};
+  const GemmB g3{w3.data, w3.ldb, w3.panel_stride, b3.const_data_ptr<float>()};
   auto band = [&](int64_t n, int64_t h0, int64_t h1, const float* t1_image, float* scratch) {
-    float* d1 = scratch;
-    float* d2 = d1 + R * Wo * Cs;
-    float* y1 = d2 + R * Wo * Bs;
-    float* y2 = y1 + R * Wo * Bs;
-    const float* x_image = xp + n * H * W * Cin;
-    auto row = [&](const float* image, int64_t stride_px, int64_t r) -> const float* {
-      return r >= 0 && r < H ? image + r * W * stride_px : nullptr;
-    };
-    for (int64_t oh = h0; oh < h1; ++oh) {
-      const int64_t ih = 2 * oh - 1;  // first input row of the window
-      k.dw_row({{row(x_image, Cin, ih), row(x_image, Cin, ih + 1), row(x_image, Cin, ih + 2)},
-                Cin,
-                W,
-                Wo,
-                Cin,
-                2,
-                w9_1.data,
-                bd1.const_data_ptr<float>(),
-                d1 + (oh - h0) * Wo * Cs,
-                Cs});
-      k.dw_row({{row(t1_image, Bs, ih), row(t1_image, Bs, ih + 1), row(t1_image, Bs, ih + 2)},
-                Bs,
-                W,
-                Wo,
-                Bs,
-                2,
-                dw2.weight.data(),
-                dw2.bias.data(),
-                d2 + (oh - h0) * Wo * Bs,
-                Bs});
-    }
-    const int64_t pixels = (h1 - h0) * Wo, p0 = (n * Ho + h0) * Wo;
-    k.gemm({d1, Cs, w3.data, w3.ldb, y1, Bs, pixels, B, Cin, b3.const_data_ptr<float>(), true, false, w3.panel_stride});
-    k.gemm({d2, Bs, w2.data, w2.ldb, y2, Bs, pixels, B, B, b2.const_data_ptr<float>(), true, false, w2.panel_stride});
-    k.interleave({y1, Bs, y2, Bs, B, pixels, op + p0 * 2 * B});
+    down_band(k, xp + n * H * W * Cin, t1_image, op + n * Ho * Wo * 2 * B, H, W, Wo, Cin, B, w9_1.data,
+              bd1.const_data_ptr<float>(), dw2.weight.data(), dw2.bias.data(), g3, g2, h0, h1, R, scratch);
   };
-  run_unit(N, H * W, H * W * Bs, R * Wo * (Cs + 3 * Bs), bands, Ho, x, pass1, band);
+  run_unit(N, H * W, H * W * Bs, down_band_floats(R, Wo, Cs, Bs), bands, Ho, x, pass1, band);
   return out;
 }
 
