@@ -17,8 +17,8 @@ GPU) and per target, specialised as Triton's JIT would at that launch (int divis
 alignment, from the tensors' offsets). Identical variants are compiled once. Registers and spill bytes
 come from ptxas's verbose log, shared memory from the compiled kernel's metadata.
 
-Run: python .ci/check_triton_sm90.py [--jobs 2] [--all] (--all prints every variant, not only the
-per-config summary).
+Run: python .ci/check_triton_sm90.py [--jobs 2] [--all] [--kernel NAME] (--all prints every variant, not
+only the per-config summary; --kernel compiles only the named kernels).
 """
 
 from __future__ import annotations
@@ -263,9 +263,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--all", action="store_true", help="print every variant")
+    parser.add_argument("--kernel", action="append", help="compile only this kernel (repeatable), e.g. _unit_kernel")
     opts = parser.parse_args()
     started = time.time()
     launches = trace_launches()
+    if opts.kernel:
+        launches = [launch for launch in launches if launch[1] in opts.kernel]
     jobs = variants(launches)
     print(
         f"check_triton_sm90: {len(launches)} launches traced, {len(jobs)} distinct variants to compile "
@@ -274,7 +277,7 @@ def main() -> int:
     )
     with concurrent.futures.ProcessPoolExecutor(opts.jobs, initializer=_init_worker) as pool:
         # Largest kernels first, so that the pool does not end on one long compile.
-        order = sorted(jobs.values(), key=lambda j: j[1] != "_unit_tail_kernel")
+        order = sorted(jobs.values(), key=lambda j: j[1] != "_unit_kernel")
         results = list(pool.map(compile_variant, order, chunksize=1))
 
     bad = [(r, p) for r in results if (p := problems(r))]

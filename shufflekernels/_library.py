@@ -111,12 +111,24 @@ def triton_status() -> tuple[bool, str]:
 _warned: set[tuple[str, str, str]] = set()
 
 
+def auto_choice(op: str, device_type: str, native_built: bool, triton_ok: bool) -> str:
+    """What backend="auto" runs ``op`` on, given what is there: on CUDA, the op's registry preference
+    (``cuda_auto``) between its native and Triton kernels when both are; else native, then Triton on
+    CUDA, then the reference. A rule without side effects, which the ledger applies to a CUDA machine."""
+    triton_ok = triton_ok and device_type == "cuda" and op in TRITON_OPS
+    if native_built and triton_ok:
+        return registry.OPS[op].cuda_auto
+    if native_built:
+        return "native"
+    return "triton" if triton_ok else "reference"
+
+
 def resolve_backend(op: str, backend: str, device: torch.device) -> str:
     """The backend that will run ``op`` on ``device`` for the requested ``backend``.
 
-    ``auto`` picks native when that op has a kernel built for the device, else Triton on CUDA, else the
-    reference, and says so once with a warning. Raises RuntimeError for an explicit request that cannot
-    be served here, saying how to fix it.
+    ``auto`` follows ``auto_choice``, and says so once with a warning when no native kernel is built for
+    the device. Raises RuntimeError for an explicit request that cannot be served here, saying how to
+    fix it.
     """
     if backend not in BACKENDS:
         raise ValueError(f"shufflekernels.{op}: argument 'backend' expected one of {BACKENDS}, got {backend!r}")
@@ -146,19 +158,15 @@ def resolve_backend(op: str, backend: str, device: torch.device) -> str:
         return "triton"
     if backend == "reference":
         return "reference"
-    if native_ok:
-        return "native"
-    if device_type == "cuda" and op in TRITON_OPS and triton_usable():
-        chosen = "triton"
-    else:
-        chosen = "reference"
-    key = (op, device_type, chosen)
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(
-            f"shufflekernels.{op}: no native kernel is built for {device_type} tensors; "
-            f"backend='auto' uses the {chosen} implementation instead ({BUILD_HINT})",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+    chosen = auto_choice(op, device_type, native_ok, device_type == "cuda" and triton_usable())
+    if not native_ok:
+        key = (op, device_type, chosen)
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(
+                f"shufflekernels.{op}: no native kernel is built for {device_type} tensors; "
+                f"backend='auto' uses the {chosen} implementation instead ({BUILD_HINT})",
+                RuntimeWarning,
+                stacklevel=4,
+            )
     return chosen

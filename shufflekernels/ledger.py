@@ -13,6 +13,8 @@ to the floor. Measured on the CPU, without a GPU:
   each tensor once), each ATen op the forward runs in Python is a launch too (reading its inputs,
   writing its outputs) unless it only allocates or makes a view. The stem has no Triton kernel: on
   CUDA it runs natively, so its row is the native one;
+- auto: the fused model on CUDA with backend="auto" (Triton installed): each layer from the path
+  ``_library.auto_choice`` picks for it, the native stem and head around the Triton units;
 - reference: the reference ShuffleNetV2 module (torchvision's ops, BatchNorm unfolded) run eagerly in
   the same dtype on meta tensors, every ATen op counted at its minimum, one read of each input and one
   write of each output;
@@ -32,7 +34,7 @@ import dataclasses
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from . import contract, reference
+from . import contract, reference, registry
 from . import model as _model
 
 IMAGE = 224
@@ -281,7 +283,27 @@ def ledger(width: float = 1.0, dtype: torch.dtype = torch.float16, batch: int = 
         stem = [launch for launch in layers if launch.layer == "stem"]
         launches = triton_path(net, batch, stem)
         result["triton"] = {"layers": by_layer(launches), "launches": launches}
+        auto = auto_path(net, result)
+        result["auto"] = {"layers": by_layer(auto), "launches": auto}
     return result
+
+
+def auto_path(net, result: dict) -> list[Launch]:
+    """The fused model's forward on CUDA with backend="auto", on a machine with Triton: each layer's
+    launches from the path ``_library.auto_choice`` picks for its op (what FusedShuffleNetV2 runs there;
+    when that is native for every unit, the whole network is the one ``shufflenet`` call)."""
+    from . import _library
+
+    ops = ["stem", *(unit.OP for unit in net.units), "pointwise"]
+    chosen = {
+        layer: _library.auto_choice(op, "cuda", "native" in registry.OPS[op].backends, True)
+        for layer, op in zip(result["layers"], ops)
+    }
+    if all(chosen[layer] == "native" for layer in result["layers"][1:-1]):
+        return list(result["native"]["network"])
+    return [
+        launch for layer in result["layers"] for launch in result[chosen[layer]]["launches"] if launch.layer == layer
+    ]
 
 
 def totals(entry: dict) -> tuple[int, int]:
@@ -290,7 +312,7 @@ def totals(entry: dict) -> tuple[int, int]:
 
 def format_table(result: dict) -> str:
     batch = result["batch"]
-    backends = [b for b in ("native", "triton", "reference") if b in result]
+    backends = [b for b in ("native", "triton", "auto", "reference") if b in result]
     mb = lambda b: f"{b / batch / 1e6:.3f}"  # noqa: E731
     header = ["layer", "floor MB/img", *[f"{b} {what}" for b in backends for what in ("launches", "MB/img")]]
     rows = []
@@ -310,22 +332,40 @@ def format_table(result: dict) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-# The issue's budgets (x1.0, float16, batch 256, per image): (launches, MB per image), must and aim.
+# The issue's budgets (x1.0, float16, batch 256, per image): the path, then (launches, MB per image) that
+# must be met and aimed at. "auto": the fused model on CUDA with backend="auto"; "native": the native
+# CUDA path, as the one shufflenet call the fused model makes with backend="native".
 BUDGETS = {
-    "fused model on CUDA, backend='auto'": {"must": (25, 7.0), "aim": (20, 5.0)},
-    "native CUDA path (cuBLAS units, fused stem, head and epilogues)": {"must": (60, 11.0), "aim": None},
+    "fused model on CUDA, backend='auto'": {"path": "auto", "must": (25, 7.0), "aim": (20, 5.0)},
+    "native CUDA path (cuBLAS units, fused stem, head and epilogues)": {
+        "path": "native",
+        "must": (60, 11.0),
+        "aim": None,
+    },
 }
 
 
+def budget_figures(result: dict, path: str) -> tuple[int, float]:
+    """(launches per forward, MB per image) of a budget's path."""
+    entry = {"launches": result["native"]["network"]} if path == "native" else result[path]
+    n, b = totals(entry)
+    return n, b / result["batch"] / 1e6
+
+
 def format_notes(result: dict) -> str:
-    batch = result["batch"]
-    n, b = totals({"launches": result["native"]["network"]})
-    lines = [
-        f"native CUDA, as the one shufflenet call FusedShuffleNetV2 makes: {n} launches, {b / batch / 1e6:.3f} MB/img"
-    ]
+    n, mb = budget_figures(result, "native")
+    lines = [f"native CUDA, as the one shufflenet call FusedShuffleNetV2 makes: {n} launches, {mb:.3f} MB/img"]
+    if result["batch"] != 256:
+        return "\n".join([*lines, "budgets: per image at batch 256 (see that table)"])
     for what, budget in BUDGETS.items():
+        if budget["path"] not in result and budget["path"] != "native":
+            lines.append(f"budget, {what}: needs triton installed to count")
+            continue
+        n, mb = budget_figures(result, budget["path"])
         must = budget["must"]
         aim = f", aim {budget['aim'][0]} / {budget['aim'][1]} MB" if budget["aim"] else ""
-        met = "met" if n <= must[0] and b / batch / 1e6 <= must[1] else "NOT met"
-        lines.append(f"budget, {what}: must {must[0]} launches / {must[1]} MB{aim}: {met} by the native path")
+        met = "met" if n <= must[0] and mb <= must[1] else "NOT met"
+        lines.append(
+            f"budget, {what}: must {must[0]} launches / {must[1]} MB{aim}: {met} ({n} launches, {mb:.3f} MB/img)"
+        )
     return "\n".join(lines)

@@ -8,10 +8,11 @@ Memory format: the network runs channels_last inside (decided here, once, for an
 1x1 conv is then a GEMM on ``[N*H*W, C]``, the depthwise conv vectorises across channels and the
 shuffle is a per-pixel interleave.
 
-On the native backend the whole forward is one op, ``shufflenet`` (docs/design.md, "The whole
+When the units run natively, the whole forward is one op, ``shufflenet`` (docs/design.md, "The whole
 network"): on the CPU it runs every layer in one parallel region from a plan the kernels make once
-per set of weights; on CUDA it runs the layer ops one after another. The other backends run the
-layer ops from Python.
+per set of weights; on CUDA it runs the layer ops one after another. Otherwise the layer ops run from
+Python: on CUDA with backend="auto" and Triton there, each unit is one Triton kernel (the registry's
+``cuda_auto``), around the native stem and head.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ class FusedShuffleNetV2(nn.Module):
                 "shufflekernels.FusedShuffleNetV2 is inference-only, but its input requires grad under grad mode; "
                 "call it under torch.no_grad() or torch.inference_mode()"
             )
-        if self.backend in ("auto", "native") and "shufflenet" in _library.NATIVE_KERNELS.get(x.device.type, ()):
+        if self._units_native(x.device) and "shufflenet" in _library.NATIVE_KERNELS.get(x.device.type, ()):
             return _native_ops.shufflenet.default(x, self._network_params, self.stage_lengths)
         return self._forward_channels_last(x.contiguous(memory_format=torch.channels_last))
 

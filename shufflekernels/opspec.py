@@ -31,6 +31,10 @@ class OpSpec:
     kind: Kind
     backends: frozenset[str] = frozenset({"native", "triton"})
     triton: str | None = None  # "module:function" of the launcher in shufflekernels/triton/
+    # What backend="auto" runs on CUDA when both kernels are there: "triton" where the Triton kernel does
+    # in one launch what the native path does in several (the units: one kernel each, against cuBLAS
+    # GEMMs and separate depthwise and interleave kernels; docs/design.md, "Choosing a backend").
+    cuda_auto: Literal["native", "triton"] = "native"
     keyword_only: Sequence[str] = ()  # arguments the Python wrapper takes by keyword only
     defaults: dict = field(default_factory=dict)  # Python defaults beyond the schema's own
     differentiable: bool = False

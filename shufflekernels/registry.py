@@ -283,6 +283,7 @@ SPLIT_UNIT = OpSpec(
     example_case=(2, 116, 14, 13),
     kind="gemm",
     triton="units:split_unit",
+    cuda_auto="triton",
 )
 
 
@@ -329,6 +330,7 @@ DOWN_UNIT = OpSpec(
     example_case=(2, 116, 14, 13, 116),
     kind="gemm",
     triton="units:down_unit",
+    cuda_auto="triton",
 )
 
 

@@ -37,6 +37,42 @@ def exact_float32_references():
     torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
+def photographs(size: int = 224) -> torch.Tensor:
+    """Real photographs, resized and normalised as for ImageNet models: ``[4, 3, size, size]``, Grace
+    Hopper (shipped with matplotlib; skips where matplotlib is not installed), then mirrored, then two
+    crops of her (the face, the uniform), each resized from its own region."""
+    cbook = pytest.importorskip("matplotlib.cbook")
+    image = pytest.importorskip("matplotlib.image")
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        pixels = torch.from_numpy(image.imread(f, format="jpg").copy()).permute(2, 0, 1).float()[None] / 255
+    height, width = pixels.shape[2:]
+    regions = [
+        pixels,
+        pixels.flip(3),
+        pixels[:, :, : height // 2, width // 4 : 3 * width // 4],
+        pixels[:, :, height // 2 :],
+    ]
+    resize = lambda t: torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True)  # noqa: E731
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (torch.cat([resize(r) for r in regions]) - mean) / std
+
+
+def calibrate_bn(model: torch.nn.Module, images: torch.Tensor) -> torch.nn.Module:
+    """BatchNorm statistics measured on ``images`` (train-mode passes, one image at a time, averaged), as a
+    trained network has them: per-channel means and variances far from 0 and 1, which activations of
+    random weights on real images give and unit-variance statistics do not. Returns the model in eval."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the passes
+    model.train()
+    with torch.no_grad():
+        for image in images:
+            model(image[None])
+    return model.eval()
+
+
 def native_devices() -> list:
     """Devices whose native kernels are built and usable here, as pytest params."""
     return [

@@ -10,7 +10,7 @@ import torch
 import shufflekernels as sk
 from shufflekernels import reference as ref
 
-from conftest import requires_native_cpu
+from conftest import photographs, requires_native_cpu
 
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -248,19 +248,6 @@ def test_memory_stays_flat():
 # --------------------------------------------------------------------------------------------------
 
 
-def _photograph(size: int = 224) -> torch.Tensor:
-    """A real photograph (Grace Hopper, shipped with matplotlib), resized and normalised as for
-    ImageNet models: [1, 3, size, size]."""
-    cbook = pytest.importorskip("matplotlib.cbook")
-    image = pytest.importorskip("matplotlib.image")
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        pixels = torch.from_numpy(image.imread(f, format="jpg").copy()).permute(2, 0, 1).float() / 255
-    pixels = torch.nn.functional.interpolate(pixels[None], size=(size, size), mode="bilinear", antialias=True)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return (pixels - mean) / std
-
-
 @requires_native_cpu
 @pytest.mark.parametrize("width", [0.5, 1.0, 1.5, 2.0])
 def test_torchvision_swap_on_a_photograph(width):
@@ -271,7 +258,7 @@ def test_torchvision_swap_on_a_photograph(width):
     torch.manual_seed(0)
     tv = randomize_bn(getattr(models, name)(weights=None))  # no downloads here: seeded weights
     fused = sk.FusedShuffleNetV2.from_torchvision(tv)
-    photo = _photograph()
+    photo = photographs()[:1]
     batch = torch.cat([photo, photo.flip(3), torch.randn(1, 3, 224, 224)])  # batch 3: photo, mirrored, noise
     with torch.inference_mode():
         expected = tv(batch)

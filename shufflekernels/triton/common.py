@@ -128,26 +128,46 @@ def store_tile(ptr, pix_off, ch_off, tile, pix_mask, ch_mask, PIXEL_MAJOR: tl.co
 
 
 @triton.jit
+def _dw3x3_tap(
+    acc, src, base, s_h, s_w, ho, wo, H, W, pix_mask, dy, dx,
+    ch, ch_off, ch_mask, dw_w, w_sc, w_sh, w_sw, STRIDE: tl.constexpr, SRC_PIXEL_MAJOR: tl.constexpr,
+):  # fmt: skip
+    """acc + tap (dy, dx) of the depthwise conv: the tile shifted in space, zero outside the image."""
+    hi = ho * STRIDE + (dy - 1)
+    wi = wo * STRIDE + (dx - 1)
+    ok = pix_mask & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
+    x = load_tile(src, base + hi * s_h + wi * s_w, ch_off, ok, ch_mask, SRC_PIXEL_MAJOR).to(tl.float32)
+    tap = tl.load(dw_w + ch * w_sc + (dy * w_sh + dx * w_sw), mask=ch_mask, other=0.0).to(tl.float32)
+    return acc + x * tap[None, :]
+
+
+@triton.jit
 def dw3x3_tile(
     src, s_n, s_h, s_w, n, ho, wo, H, W, pix_mask,
     ch, ch_off, ch_mask, dw_w, w_sc, w_sh, w_sw,
     STRIDE: tl.constexpr, SRC_PIXEL_MAJOR: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_K: tl.constexpr,
+    ROLLED: tl.constexpr = False,
 ):  # fmt: skip
     """Depthwise 3x3 (padding 1) of channels ``ch`` at output pixels ``(n, ho, wo)``: ``[P, K]`` float32.
     The weight ``[C, 1, 3, 3]`` is read through its strides ``w_sc, w_sh, w_sw`` (tap-major in the model).
 
     The nine taps are nine loads of the same tile shifted in space; neighbouring tiles read the same
     lines, which L1/L2 serve. Out-of-image taps are masked to zero, which is the padding.
+
+    ROLLED runs the taps as a loop rather than unrolled: for a caller that calls this inside a loop of
+    its own, where the unrolled taps' pixel addresses and masks (invariant in that loop) would be
+    hoisted out of it and held, nine sets at once.
     """
     acc = tl.full((BLOCK_P, BLOCK_K), 0.0, tl.float32)
     base = n * s_n
-    for dy in tl.static_range(3):
-        hi = ho * STRIDE + (dy - 1)
-        row_ok = pix_mask & (hi >= 0) & (hi < H)
-        for dx in tl.static_range(3):
-            wi = wo * STRIDE + (dx - 1)
-            ok = row_ok & (wi >= 0) & (wi < W)
-            x = load_tile(src, base + hi * s_h + wi * s_w, ch_off, ok, ch_mask, SRC_PIXEL_MAJOR).to(tl.float32)
-            tap = tl.load(dw_w + ch * w_sc + (dy * w_sh + dx * w_sw), mask=ch_mask, other=0.0).to(tl.float32)
-            acc += x * tap[None, :]
+    if ROLLED:
+        for tap in range(9):
+            dy = tap // 3
+            acc = _dw3x3_tap(acc, src, base, s_h, s_w, ho, wo, H, W, pix_mask, dy, tap - 3 * dy,
+                             ch, ch_off, ch_mask, dw_w, w_sc, w_sh, w_sw, STRIDE, SRC_PIXEL_MAJOR)  # fmt: skip
+    else:
+        for dy in tl.static_range(3):
+            for dx in tl.static_range(3):
+                acc = _dw3x3_tap(acc, src, base, s_h, s_w, ho, wo, H, W, pix_mask, dy, dx,
+                                 ch, ch_off, ch_mask, dw_w, w_sc, w_sh, w_sw, STRIDE, SRC_PIXEL_MAJOR)  # fmt: skip
     return acc

@@ -1,4 +1,4 @@
-"""The ShuffleNetV2 units, each in two kernels.
+"""The ShuffleNetV2 units, one kernel each.
 
 Math (docs/design.md, "Op semantics"; every conv's BatchNorm folded into weight and bias):
     split unit (stride 1): x1, x2 = x.chunk(2, 1); y = relu(pw2(dw(relu(pw1(x2))))); out = shuffle_cat([x1, y])
@@ -6,28 +6,28 @@ Math (docs/design.md, "Op semantics"; every conv's BatchNorm folded into weight 
 so with B output channels per branch, ``out[:, 2j] = x1[:, j]`` (or ``b1[:, j]``) and ``out[:, 2j+1] = y[:, j]``
 (or ``b2[:, j]``): the shuffle is only the channel index of the stores.
 
-Why two kernels. The depthwise conv needs ``relu(pw1(.))`` at the 8 neighbours of each pixel, i.e. on a
-halo around the tile, and Triton gives no way to shift a register tile in space. The alternatives are
-recomputing pw1 at all nine tap positions (9x the GEMM work of pw1, which makes the unit compute-bound
-at the wide widths) or a hand-managed halo in scratch memory with a barrier. Instead:
+One program owns a tile of output pixels and every output channel of the unit, and nothing it computes
+goes to global memory but the output:
+- branch 2: the depthwise conv needs ``t = relu(pw1(.))`` at the nine taps of each pixel, i.e. on a halo
+  around the tile. Triton cannot shift a register tile in space, so t is recomputed at each tap: nine
+  tl.dot GEMMs of the tap's input pixels (served by L1/L2: neighbouring taps and tiles read the same
+  lines) by pw1, each zeroed outside the image (the depthwise conv pads t, not x) and accumulated
+  times its depthwise weight into a ``[P, B]`` tile that holds every mid channel; then pw2 is one more
+  tl.dot per block of output channels, its bias and ReLU the epilogue, stored to the odd channels.
+  9x the GEMM work of pw1 buys no global round trip for t: on tensor cores the unit stays bound by
+  its memory traffic (one read of x, one write of out);
+- branch 1, written to the even channels in the same output-channel loop: the identity copy of x1
+  (split unit), or dw1_s2 + pw3 on x (down unit), whose depthwise tile is computed per K block from
+  nine shifted loads.
 
-  kernel A (_pointwise_relu_kernel): t = relu(pw1(x2)) (or of x), a GEMM over a tile of pixels with
-      tl.dot, written pixel-major ([N, H, W, B], channels innermost) in x's dtype;
-  kernel B (_unit_tail_kernel): per tile of output pixels, dw3x3 of t in registers (nine shifted loads,
-      served by L1/L2), then pw2 with tl.dot over the channel blocks, bias, ReLU, stored to the odd
-      output channels; the same program writes the even channels: the identity copy of x1 (split unit)
-      or branch 1, dw1_s2 + pw3 on x (down unit), computed the same way. One accumulator is live at a time.
+t and the depthwise output are rounded to x's dtype before each tl.dot, as a stored intermediate would
+be; both accumulate in float32. float32 inputs use tl.dot with input_precision="ieee", since TF32 would
+not meet float32 tolerances.
 
-Traffic per pixel of the split unit: x read once, t written once and read once, out written once; that
-is 1.5x the floor of one read and one write of x. t is rounded to x's dtype, as is the depthwise output
-before its tl.dot; both accumulate in float32. float32 inputs use tl.dot with input_precision="ieee",
-since TF32 would not meet float32 tolerances.
-
-Tiles and layouts follow common.py: x and out are read and written through their strides, pixel-major
-or plane-major by layout; t is always pixel-major, since it only ever feeds channel-reducing GEMMs.
-When the branch has more channels than BLOCK_N, kernel B computes the depthwise tile once per
-output-channel block; BLOCK_N covers the whole branch up to 128 channels on a GPU (64 in float32 and in
-the down unit).
+Tiles and layouts follow common.py: x and out are read and written through their strides, pixel-major or
+plane-major by layout. The mid tile spans the whole branch (the next power of two of its channels), so
+the pixel tile shrinks as the branch widens (the configs' pruning below keeps the tile's register
+footprint fixed).
 """
 
 from __future__ import annotations
@@ -55,14 +55,13 @@ from .common import (
 )
 
 
-# The output channels one program computes. Under the interpreter the blocks are small so that the
-# test shapes cross several channel blocks and K iterations. On a GPU, in half precision, one block
+# The output channels of each branch one program computes. On a GPU, in half precision, one block
 # covers a branch of up to 128 channels (x0.5 and x1.0 up to stage3): a [64, 128] tensor-core
 # accumulator is 32 registers a thread at 8 warps. float32 takes the IEEE path, an FMA dot whose
-# operands are spread across registers; at 128 channels it spilled, so float32 blocks stop at 64, as
-# do the down unit's (its tail runs two depthwise + 1x1 branches; at 128 the second one's interleaved
-# store spilled). A narrower block recomputes the depthwise tile once per block: 9 MACs per element
-# against the 1x1's C_in, so a few percent more work.
+# operands are spread across registers, so its blocks stop at 64, as do the down unit's (it runs two
+# depthwise + 1x1 branches). Each further block of a unit recomputes branch b's pw1 and depthwise for
+# its pixels: x1.0 stage4 (232 channels) does that work twice in half precision; past 128 channels a
+# wider block would need fewer pixels per program or spill.
 def _max_block_n(dtype: torch.dtype, two_branches: bool = False) -> int:
     if interpreting():
         return 32
@@ -79,22 +78,20 @@ _POINTWISE_CONFIGS = autotune_configs(
     triton.Config({"BLOCK_P": 32, "BLOCK_K": 16}),
 )
 
-# The tail's K loop computes a [P, K] depthwise tile from nine loads before each tl.dot. At BLOCK_K 32,
-# 4 warps and two stages every sm_90 variant spilled (up to 255 registers and 10 KB), and the float32
-# tile at 128 pixels needed 181 KB of shared memory: the pipeliner multi-buffers all nine loads. So:
-# - BLOCK_K 16: the nine [P, 16] loads stay in flight together;
-# - 8 warps for 64 pixels: the per-tap pixel addresses and masks (invariant in the K loop, so hoisted
-#   out of it), the accumulator and the interleaved store are spread over twice the threads; 128
-#   pixels on 8 warps spilled, as 64 on 4 did;
-# - one stage: the nine loads of one iteration already overlap each other and mostly hit L1/L2
-#   (neighbouring taps and tiles read the same lines); prefetching the next iteration's would cost
-#   registers and shared memory for little.
-# One config: 32 pixels on 4 warps, the same load per thread, still spilled in one bfloat16 variant.
-_TAIL_CONFIGS = autotune_configs(
-    [
-        triton.Config({"BLOCK_P": 64, "BLOCK_K": 16}, num_warps=8, num_stages=1),
-    ],
-    triton.Config({"BLOCK_P": 32, "BLOCK_K": 16}),
+# The unit kernel's live tiles, per program: the pw1 product t and the depthwise accumulator d, both
+# [P, BLOCK_M] over a block of mid channels; the pw2 accumulator [P, BLOCK_N]; the operand tiles; the
+# pixel addresses and masks of a tap. Compiled for sm_90 at the network's shapes (.ci/check_triton_sm90.py):
+# - the nine taps are loops, not unrolled (here and in branch a's depthwise tile): unrolled, each tap's
+#   pixel addresses and masks, invariant in the channel loops, were hoisted out of them and held nine
+#   sets at once (64-bit each, as rows of 58 or 116 channels are not known to be aligned), and spilled;
+# - 64 pixels on 8 warps, BLOCK_K 32, BLOCK_M 16: with BLOCK_M 32 the down unit spilled at 255
+#   registers in channels_last; 4 warps spilled at every width;
+# - maxnreg 255: without it ptxas capped some float32 variants at 128 registers and spilled (12-40 B);
+# - one stage: prefetching the next K block would cost registers and shared memory for little.
+# Under the interpreter the blocks are small, so that the test shapes cross several of them.
+_UNIT_CONFIGS = autotune_configs(
+    [triton.Config({"BLOCK_P": 64, "BLOCK_K": 32, "BLOCK_M": 16}, num_warps=8, num_stages=1, maxnreg=255)],
+    triton.Config({"BLOCK_P": 32, "BLOCK_K": 16, "BLOCK_M": 16}),
 )
 
 
@@ -206,6 +203,7 @@ def _dw_pw_relu(
             SRC_PIXEL_MAJOR,
             BLOCK_P,
             BLOCK_K,
+            True,
         )
         d += tl.load(dw_b + k, mask=k_mask, other=0.0).to(tl.float32)[None, :]
         wt = _load_pw_weight(pw_w, pw_so, pw_si, k, k_mask, co, co_mask)
@@ -214,64 +212,61 @@ def _dw_pw_relu(
     return tl.maximum(acc, 0.0)
 
 
+@triton.jit
+def _pw_relu_dw_tile(
+    x, x_sn, x_sc, x_sh, x_sw, C_IN,
+    n, ho, wo, H, W, pix_mask,
+    pw_w, pw_so, pw_si, pw_b, mid, mid_mask,
+    dw_w, dw_sc, dw_sh, dw_sw,
+    STRIDE: tl.constexpr, X_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """dw3x3_s(t) without its bias, t = relu(pw(x) + pw_b), for channels ``mid`` at output pixels
+    (n, ho, wo): ``[P, M]`` float32. t is computed at each tap from the input pixels there, rounded to
+    x's dtype (as a stored t would be) and zero outside the image (the padding of the depthwise input)."""
+    acc = tl.full((BLOCK_P, BLOCK_M), 0.0, tl.float32)
+    bias = tl.load(pw_b + mid, mask=mid_mask, other=0.0).to(tl.float32)
+    base = n * x_sn
+    for tap in range(9):
+        dy = tap // 3
+        dx = tap - 3 * dy
+        hi = ho * STRIDE + (dy - 1)
+        wi = wo * STRIDE + (dx - 1)
+        ok = pix_mask & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
+        pix = base + hi * x_sh + wi * x_sw
+        t = tl.full((BLOCK_P, BLOCK_M), 0.0, tl.float32)
+        for k0 in range(0, C_IN, BLOCK_K):
+            k = k0 + tl.arange(0, BLOCK_K)
+            k_mask = k < C_IN
+            a = load_tile(x, pix, k.to(tl.int64) * x_sc, ok, k_mask, X_PIXEL_MAJOR)
+            t = _mma(a, _load_pw_weight(pw_w, pw_so, pw_si, k, k_mask, mid, mid_mask), t, IEEE)
+        t = tl.where(ok[:, None], tl.maximum(t + bias[None, :], 0.0), 0.0)
+        t = t.to(x.dtype.element_ty).to(tl.float32)
+        weight = tl.load(dw_w + mid * dw_sc + (dy * dw_sh + dx * dw_sw), mask=mid_mask, other=0.0).to(tl.float32)
+        acc += t * weight[None, :]
+    return acc
+
+
 @triton.autotune(
-    configs=_TAIL_CONFIGS,
-    key=["C_A", "C_B", "C_OUT", "PIXEL_BUCKET", "STRIDE", "A_IS_IDENTITY", "A_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"],
+    configs=_UNIT_CONFIGS,
+    key=["C_A", "C_B", "C_MID", "C_OUT", "PIXEL_BUCKET", "STRIDE", "A_IS_IDENTITY", "A_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"],
 )
 @triton.jit(do_not_specialize=PIXEL_ARGS)
-def _unit_tail_kernel(
-    a,
-    a_sn,
-    a_sc,
-    a_sh,
-    a_sw,
-    C_A,
-    a_dw_w,
-    a_dw_sc,
-    a_dw_sh,
-    a_dw_sw,
-    a_dw_b,
-    a_pw_w,
-    a_pw_so,
-    a_pw_si,
-    a_pw_b,
-    b,
-    b_sn,
-    b_sc,
-    b_sh,
-    b_sw,
-    C_B,
-    b_dw_w,
-    b_dw_sc,
-    b_dw_sh,
-    b_dw_sw,
-    b_dw_b,
-    b_pw_w,
-    b_pw_so,
-    b_pw_si,
-    b_pw_b,
-    out,
-    o_sn,
-    o_sc,
-    o_sh,
-    o_sw,
-    M,
-    H,
-    W,
-    W_OUT,
-    HW_OUT,
-    C_OUT,
-    PIXEL_BUCKET,
-    STRIDE: tl.constexpr,
-    A_IS_IDENTITY: tl.constexpr,
-    A_PIXEL_MAJOR: tl.constexpr,
-    B_PIXEL_MAJOR: tl.constexpr,
-    OUT_PIXEL_MAJOR: tl.constexpr,
-    IEEE: tl.constexpr,
-    BLOCK_P: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-):
+def _unit_kernel(
+    a, a_sn, a_sc, a_sh, a_sw, C_A,
+    a_dw_w, a_dw_sc, a_dw_sh, a_dw_sw, a_dw_b, a_pw_w, a_pw_so, a_pw_si, a_pw_b,
+    b, b_sn, b_sc, b_sh, b_sw, C_B,
+    b_pw1_w, b_pw1_so, b_pw1_si, b_pw1_b, b_dw_w, b_dw_sc, b_dw_sh, b_dw_sw, b_dw_b,
+    b_pw2_w, b_pw2_so, b_pw2_si, b_pw2_b,
+    out, o_sn, o_sc, o_sh, o_sw,
+    M, H, W, W_OUT, HW_OUT, C_MID, C_OUT, PIXEL_BUCKET,
+    STRIDE: tl.constexpr, A_IS_IDENTITY: tl.constexpr, A_PIXEL_MAJOR: tl.constexpr, B_PIXEL_MAJOR: tl.constexpr,
+    OUT_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_P: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    """One unit at BLOCK_P output pixels and BLOCK_N channels of each branch. Branch b (odd channels):
+    relu(pw2(dw_s(relu(pw1(b))))) from b's C_B channels through C_MID, BLOCK_M mid channels at a time;
+    branch a (even channels): a's channels copied (A_IS_IDENTITY, stride 1) or relu(pw(dw_s(a)))."""
     m = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
     co = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)
     pix_mask = m < M
@@ -285,69 +280,25 @@ def _unit_tail_kernel(
         ya = load_tile(a, n * a_sn + ho * a_sh + wo * a_sw, co64 * a_sc, pix_mask, co_mask, A_PIXEL_MAJOR)
     else:
         ya = _dw_pw_relu(
-            a,
-            a_sn,
-            a_sc,
-            a_sh,
-            a_sw,
-            C_A,
-            n,
-            ho,
-            wo,
-            H,
-            W,
-            pix_mask,
-            a_dw_w,
-            a_dw_sc,
-            a_dw_sh,
-            a_dw_sw,
-            a_dw_b,
-            a_pw_w,
-            a_pw_so,
-            a_pw_si,
-            a_pw_b,
-            co,
-            co_mask,
-            STRIDE,
-            A_PIXEL_MAJOR,
-            IEEE,
-            BLOCK_P,
-            BLOCK_N,
-            BLOCK_K,
-        )
+            a, a_sn, a_sc, a_sh, a_sw, C_A, n, ho, wo, H, W, pix_mask,
+            a_dw_w, a_dw_sc, a_dw_sh, a_dw_sw, a_dw_b, a_pw_w, a_pw_so, a_pw_si, a_pw_b, co, co_mask,
+            STRIDE, A_PIXEL_MAJOR, IEEE, BLOCK_P, BLOCK_N, BLOCK_K,
+        )  # fmt: skip
     store_tile(out, o_pix, (2 * co64) * o_sc, ya.to(out.dtype.element_ty), pix_mask, co_mask, OUT_PIXEL_MAJOR)
 
-    yb = _dw_pw_relu(
-        b,
-        b_sn,
-        b_sc,
-        b_sh,
-        b_sw,
-        C_B,
-        n,
-        ho,
-        wo,
-        H,
-        W,
-        pix_mask,
-        b_dw_w,
-        b_dw_sc,
-        b_dw_sh,
-        b_dw_sw,
-        b_dw_b,
-        b_pw_w,
-        b_pw_so,
-        b_pw_si,
-        b_pw_b,
-        co,
-        co_mask,
-        STRIDE,
-        B_PIXEL_MAJOR,
-        IEEE,
-        BLOCK_P,
-        BLOCK_N,
-        BLOCK_K,
-    )
+    acc = tl.full((BLOCK_P, BLOCK_N), 0.0, tl.float32)
+    for m0 in range(0, C_MID, BLOCK_M):
+        mid = m0 + tl.arange(0, BLOCK_M)
+        mid_mask = mid < C_MID
+        d = _pw_relu_dw_tile(
+            b, b_sn, b_sc, b_sh, b_sw, C_B, n, ho, wo, H, W, pix_mask,
+            b_pw1_w, b_pw1_so, b_pw1_si, b_pw1_b, mid, mid_mask, b_dw_w, b_dw_sc, b_dw_sh, b_dw_sw,
+            STRIDE, B_PIXEL_MAJOR, IEEE, BLOCK_P, BLOCK_M, BLOCK_K,
+        )  # fmt: skip
+        d += tl.load(b_dw_b + mid, mask=mid_mask, other=0.0).to(tl.float32)[None, :]
+        w2 = _load_pw_weight(b_pw2_w, b_pw2_so, b_pw2_si, mid, mid_mask, co, co_mask)
+        acc = _mma(d.to(w2.dtype), w2, acc, IEEE)
+    yb = tl.maximum(acc + tl.load(b_pw2_b + co, mask=co_mask, other=0.0).to(tl.float32)[None, :], 0.0)
     store_tile(out, o_pix, (2 * co64 + 1) * o_sc, yb.to(out.dtype.element_ty), pix_mask, co_mask, OUT_PIXEL_MAJOR)
 
 
@@ -382,39 +333,28 @@ def _pointwise_relu(x: Tensor, weight: Tensor, bias: Tensor, out: Tensor, relu: 
     return out
 
 
-def _branch_buffer(x: Tensor, channels: int) -> Tensor:
-    """The unit's intermediate ``relu(pw1(.))``: ``[N, channels, H, W]`` stored pixel-major, since it only
-    ever feeds channel-reducing GEMMs, with each pixel's row padded to a multiple of 16 elements.
-
-    The padding is for the tail's nine depthwise loads. With rows of 58 or 116 channels Triton cannot
-    prove a row start 16-byte aligned, loads one element per thread, and lays a [64, 16] tile out as 8
-    pixels a thread; the per-tap pixel addresses and masks, invariant in the channel loop, are hoisted
-    out of it: 9 x 8 64-bit addresses and masks, which spilled on sm_90. Aligned rows load as vectors
-    (1 pixel x 8 channels a thread in half precision). The pad channels are never read or written."""
-    n, _, h, w = x.shape
-    padded = triton.cdiv(channels, 16) * 16
-    buffer = torch.empty((n, h, w, padded), dtype=x.dtype, device=x.device)
-    return buffer[..., :channels].permute(0, 3, 1, 2)
-
-
-def _unit_tail(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: int, h: int, w: int) -> None:
-    """Launches kernel B; ``a_params`` None makes branch a the identity copy of ``a``."""
+def _unit(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: int, h: int, w: int) -> None:
+    """Launches the unit kernel; ``a_params`` None makes branch a the identity copy of ``a``."""
     n, c_out2, h_out, w_out = out.shape
     c_out = c_out2 // 2
     m = n * h_out * w_out
-    block_n = min(next_pow2(c_out), _max_block_n(out.dtype, two_branches=a_params is not None))
-    b_dw_w, b_dw_b, b_pw_w, b_pw_b = b_params
+    b_pw1_w, b_pw1_b, b_dw_w, b_dw_b, b_pw2_w, b_pw2_b = b_params
+    c_mid = b_pw1_w.shape[0]
     a_is_identity = a_params is None
-    a_dw_w, a_dw_b, a_pw_w, a_pw_b = b_params if a_is_identity else a_params
+    # The identity branch reads none of these: branch b's tensors stand in for them.
+    a_dw_w, a_dw_b, a_pw_w, a_pw_b = (b_dw_w, b_dw_b, b_pw2_w, b_pw2_b) if a_is_identity else a_params
+
+    block_n = min(next_pow2(c_out), _max_block_n(out.dtype, two_branches=not a_is_identity))
 
     def grid(meta):
         return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c_out, block_n))
 
-    _unit_tail_kernel[grid](
+    _unit_kernel[grid](
         a, *a.stride(), a.shape[1], *_dw(a_dw_w), a_dw_b.contiguous(), *_pw(a_pw_w), a_pw_b.contiguous(),
-        b, *b.stride(), b.shape[1], *_dw(b_dw_w), b_dw_b.contiguous(), *_pw(b_pw_w), b_pw_b.contiguous(),
+        b, *b.stride(), b.shape[1], *_pw(b_pw1_w), b_pw1_b.contiguous(), *_dw(b_dw_w), b_dw_b.contiguous(),
+        *_pw(b_pw2_w), b_pw2_b.contiguous(),
         out, *out.stride(),
-        m, h, w, w_out, h_out * w_out, c_out, pixel_bucket(m),
+        m, h, w, w_out, h_out * w_out, c_mid, c_out, pixel_bucket(m),
         STRIDE=stride, A_IS_IDENTITY=a_is_identity,
         A_PIXEL_MAJOR=channels_innermost(a), B_PIXEL_MAJOR=channels_innermost(b),
         OUT_PIXEL_MAJOR=channels_innermost(out), IEEE=out.dtype == torch.float32, BLOCK_N=block_n,
@@ -440,8 +380,7 @@ def split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> Tensor:
         return out
     branch = c // 2
     with device_guard(x):
-        t = _pointwise_relu(x[:, branch:], pw1_w, pw1_b, _branch_buffer(x, pw1_w.shape[0]))
-        _unit_tail(out, x[:, :branch], None, t, (dw_w, dw_b, pw2_w, pw2_b), 1, h, w)
+        _unit(out, x[:, :branch], None, x[:, branch:], (pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b), 1, h, w)
     return out
 
 
@@ -453,6 +392,5 @@ def down_unit(x, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, 
     if out.numel() == 0:
         return out
     with device_guard(x):
-        t = _pointwise_relu(x, pw1_w, pw1_b, _branch_buffer(x, branch))
-        _unit_tail(out, x, (dw1_w, dw1_b, pw3_w, pw3_b), t, (dw2_w, dw2_b, pw2_w, pw2_b), 2, h, w)
+        _unit(out, x, (dw1_w, dw1_b, pw3_w, pw3_b), x, (pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b), 2, h, w)
     return out
