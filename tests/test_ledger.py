@@ -118,3 +118,10 @@ def test_body_traffic_is_its_tensors():
         (line,) = lib.traffic_log().splitlines()
         nbytes = lambda t: t.numel() * t.element_size()  # noqa: E731
         assert line.split() == ["body", "dwconv3x3", str(nbytes(x) + nbytes(w) + nbytes(b)), str(nbytes(out))]
+
+
+def test_native_unit_gemms_add_bias_in_their_epilogue(result):
+    """The native CUDA units' 1x1 convs on channels_last are GEMMs with bias and ReLU in cuBLASLt's
+    epilogue (added in float32 before the product is rounded), not raw products plus a bias later."""
+    gemms = {launch.name for launch in result["native"]["launches"] if "gemm" in launch.name and launch.layer != "head"}
+    assert gemms == {"gemm_bias_relu"}

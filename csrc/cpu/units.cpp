@@ -180,8 +180,9 @@ Tensor interleave2(const BranchSource& a, const BranchSource& b, int64_t N, int6
 }
 
 struct CpuPrims {
-  Tensor pointwise_raw(const Tensor& x, Layout layout, const Tensor& weight) {
-    return shufflekernels::pointwise_raw(x, layout, weight);
+  // The raw product (ATen's GEMM); the depthwise conv or the interleave adds the bias in float32.
+  PointwiseResult pointwise(const Tensor& x, Layout layout, const Tensor& weight, const Tensor&) {
+    return {shufflekernels::pointwise_raw(x, layout, weight), false};
   }
   Tensor dwconv(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
                 bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {

@@ -192,6 +192,25 @@ Tensor interleave2(Exec& exec, const Branch<T>& a, const Branch<T>& b, int64_t N
   return out;
 }
 
+// relu?(conv1x1(x) + bias) as one GEMM on [pixels, Cin], for x channels_last (or a channel slice of such
+// a tensor: unit channel stride, one pixel stride) or pooled features [N, C, 1, 1] (a matrix in either
+// layout), with the bias, and the ReLU, in cuBLASLt's epilogue: added in float32 before the product is
+// rounded, and no pass over the output after it. Returns the result in x's layout.
+template <class Exec>
+Tensor gemm_bias_act(const Exec& exec, const Tensor& x, Layout layout, const Tensor& weight, const Tensor& bias,
+                     bool relu) {
+  const int64_t N = x.size(0), c_in = x.size(1), H = x.size(2), W = x.size(3), c_out = weight.size(0);
+  const int64_t M = N * H * W, es = x.element_size();
+  const Tensor a = x.permute({0, 2, 3, 1}).reshape({M, c_in}), w = weight.reshape({c_out, c_in}).t();
+  const Traffic traffic{(M * c_in + c_in * c_out + c_out) * es, M * c_out * es};
+  const Tensor y = run_library(
+      exec, relu ? "gemm_bias_relu" : "gemm_bias", traffic,
+      [&] { return relu ? at::_addmm_activation(bias, a, w, 1, 1, /*use_gelu=*/false) : at::addmm(bias, a, w); },
+      [&] { return at::empty({M, c_out}, x.options()); });
+  if (layout == Layout::NCHW) return y.view({N, c_out, 1, 1});
+  return y.view({N, H, W, c_out}).permute({0, 3, 1, 2});
+}
+
 template <class Exec>
 Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bias, bool relu) {
   check_pointwise(x_in, weight, bias);
@@ -202,20 +221,7 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
                      x.options().memory_format(memory_format_of(layout)));
   const int64_t N = x.size(0), c_in = x.size(1), H = x.size(2), W = x.size(3), c_out = weight.size(0);
   const Tensor b = bias.contiguous();
-  if (layout == Layout::NHWC || H * W == 1) {
-    // One GEMM on [pixels, Cin] (pooled features [N, C, 1, 1] are a matrix in either layout) with the
-    // bias, and the ReLU, in cuBLASLt's epilogue: added in float32 before the product is rounded, and
-    // no pass over the output after it.
-    const int64_t M = N * H * W, es = x.element_size();
-    const Tensor a = x.permute({0, 2, 3, 1}).reshape({M, c_in}), w = weight.reshape({c_out, c_in}).t();
-    const Traffic traffic{(M * c_in + c_in * c_out + c_out) * es, M * c_out * es};
-    const Tensor y = run_library(
-        exec, relu ? "gemm_bias_relu" : "gemm_bias", traffic,
-        [&] { return relu ? at::_addmm_activation(b, a, w, 1, 1, /*use_gelu=*/false) : at::addmm(b, a, w); },
-        [&] { return at::empty({M, c_out}, x.options()); });
-    if (layout == Layout::NCHW) return y.view({N, c_out, 1, 1});
-    return y.view({N, H, W, c_out}).permute({0, 3, 1, 2});
-  }
+  if (layout == Layout::NHWC || H * W == 1) return gemm_bias_act(exec, x, layout, weight, b, relu);
   // NCHW with pixels: a batched GEMM, then bias and ReLU in one in-place pass over its result.
   Tensor y = gemm_raw(exec, x, layout, weight);
   if (y.numel() == 0) return y;
@@ -282,8 +288,12 @@ template <class Exec>
 struct GpuPrims {
   Exec& exec;
 
-  Tensor pointwise_raw(const Tensor& x, Layout layout, const Tensor& weight) {
-    return gemm_raw(exec, x, layout, weight);
+  // channels_last: one GEMM with bias and ReLU in cuBLASLt's epilogue, the bias added in float32 before
+  // the product is rounded. NCHW: the raw batched GEMM, whose bias and ReLU the reader applies (an
+  // epilogue there would need a pass of its own over the output).
+  PointwiseResult pointwise(const Tensor& x, Layout layout, const Tensor& weight, const Tensor& bias) {
+    if (layout == Layout::NHWC) return {gemm_bias_act(exec, x, layout, weight, bias.contiguous(), true), true};
+    return {gemm_raw(exec, x, layout, weight), false};
   }
   Tensor dwconv(const Tensor& x, Layout layout, const Tensor& weight, const c10::optional<Tensor>& bias, int64_t stride,
                 bool relu, const c10::optional<Tensor>& in_bias, bool in_relu) {
