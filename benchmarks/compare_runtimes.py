@@ -61,6 +61,8 @@ def _build(provider: str, model, x, threads: int):
 
     from providers import compile_freezing, executorch_method, mnn_module, onnx_file, openvino_model, ort_session
 
+    if os.environ.get("SK_INDUCTOR_SIMDLEN"):  # --isa: Inductor's generated loops at that vector width
+        torch._inductor.config.cpp.simdlen = int(os.environ["SK_INDUCTOR_SIMDLEN"])
     if provider == "fused":
         return sk.FusedShuffleNetV2.from_reference(model, backend="native")
     if provider == "ort":
@@ -259,6 +261,39 @@ def compare(
     return results
 
 
+# --isa avx2: what caps each runtime's vector code to AVX2 on an AVX-512 machine (set for every worker),
+# and the providers it reaches. ONNX Runtime (MLAS), MNN and XNNPACK choose their kernels from CPUID
+# with no such switch, so they keep AVX-512: against them a capped run is a lower bound on the lead.
+ISA_CAPS = {
+    "avx2": {
+        "SK_ENGINE_ISA": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "SK_INDUCTOR_SIMDLEN": "256",
+    },
+}
+CAPPED = {
+    "fused": "engine (SK_ENGINE_ISA)",
+    "openvino": "oneDNN (ONEDNN_MAX_CPU_ISA)",
+    "compile-freeze": "oneDNN/MKL, Inductor's loops (cpp.simdlen 256)",
+    "eager": "oneDNN/MKL (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS)",
+    "compile": "oneDNN/MKL, Inductor's loops (cpp.simdlen 256)",
+}
+
+
+def cpu_description() -> str:
+    """The CPU model (and family, where the name is generic) and its widest vector ISA, from /proc/cpuinfo."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    fields = dict(line.split(":", 1) for line in info.splitlines()[:30] if ":" in line)  # the first processor's block
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = fields.get("flags", "").split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')}), {isa}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--widths", default="1.0")
@@ -273,8 +308,22 @@ def main() -> int:
         metavar="KEY=PYTHON",
         help="run that provider's worker with another environment's Python (repeatable)",
     )
+    ap.add_argument(
+        "--isa",
+        choices=sorted(ISA_CAPS),
+        help="cap every runtime that has a switch for it to this instruction set (see ISA_CAPS): the AVX2 "
+        "path measured on an AVX-512 machine",
+    )
     ap.add_argument("--json")
     args = ap.parse_args()
+    cpu = cpu_description()
+    print(f"CPU: {cpu}", file=sys.stderr)
+    if args.isa:
+        os.environ.update(ISA_CAPS[args.isa])  # spawned workers inherit it
+        print(
+            f"capped to {args.isa}: " + "; ".join(f"{PROVIDERS[p]}: {how}" for p, how in CAPPED.items()),
+            file=sys.stderr,
+        )
     providers = args.providers.split(",")
     unknown = [p for p in providers if p not in PROVIDERS]
     if unknown:
@@ -292,7 +341,8 @@ def main() -> int:
             fused = next((r for r in results if r["key"] == "fused"), None)
             print(
                 f"\nShuffleNetV2 x{width}, batch {batch}, fp32 224x224, {args.threads} threads, same run "
-                "(ms/batch: median of round means; p50, p90: over single forwards)"
+                "(ms/batch: median of round means; p50, p90: over single forwards)\n"
+                f"CPU: {cpu}" + (f"; capped to {args.isa} where marked *" if args.isa else "")
             )
             print(
                 f"{'provider':32} {'ms/batch':>9} {'img/s':>7} {'p50 ms':>8} {'p90 ms':>8} {'p90/p50':>7} "
@@ -300,8 +350,9 @@ def main() -> int:
             )
             for r in results:
                 ratio = f"{r['median_ms'] / fused['median_ms']:.2f}x" if fused else "-"
+                name = r["provider"] + (" *" if args.isa and r["key"] in CAPPED else "")
                 print(
-                    f"{r['provider']:32} {r['median_ms']:9.2f} {r['img_per_s']:7.0f} {r['p50_ms']:8.2f} "
+                    f"{name:32} {r['median_ms']:9.2f} {r['img_per_s']:7.0f} {r['p50_ms']:8.2f} "
                     f"{r['p90_ms']:8.2f} {r['p90_over_p50']:7.2f} {ratio:>11} {r['rel_err']:8.1e}"
                 )
             all_results += results

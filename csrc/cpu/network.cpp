@@ -180,8 +180,10 @@ class Plan {
 
   Geometry geometry(const Tensor& x) const;
   struct Buffers;
-  void run(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const Buffers& buf, int t, int T, bool team,
-           float* logits) const;
+  const float* units(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const Buffers& buf, int t, int T,
+                     bool team) const;
+  void head(const float* features, int64_t image_stride, const Geometry& g, int64_t N, float* conv5_out,
+            int64_t conv5_stride, float* pooled, float* logits, int t, int T) const;
 
   int64_t stem_cout_ = 0, stem_cpad_ = 0;
   std::vector<float> stem_w_, stem_b_;
@@ -251,8 +253,10 @@ void gemm_share(const Kernels& k, const float* A, int64_t lda, const Panels& w, 
             relu, store_padding, w.panel_stride()});
 }
 
-void Plan::run(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const Buffers& buf, int t, int T, bool team,
-               float* logits) const {
+// The stem and the units for images [n0, n1) (thread t of a team of T, or alone); returns where the last
+// unit's output lies, one image every g.act_floats.
+const float* Plan::units(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const Buffers& buf, int t, int T,
+                         bool team) const {
   const Kernels& k = kernels();
   const int64_t N = n1 - n0;
   auto sync = [&] {
@@ -328,24 +332,43 @@ void Plan::run(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const
     std::swap(in, out);
   }
 
-  // conv5 (1x1 + bias + ReLU), then the global mean and the classifier.
+  return in;
+}
+
+// conv5 (1x1 + bias + ReLU), the global mean and the classifier for N images whose stage-4 features lie
+// image_stride floats apart (pixel-major, C4 channels a pixel), as thread t of a team of T; conv5's
+// output goes to conv5_out, conv5_stride floats an image. Features packed back to back (image_stride
+// one image's pixels) make conv5 one GEMM over every image's pixels: at batch 16 that is 784 rows in
+// place of sixteen GEMMs of 49, and the classifier reads its weights once, not once an image.
+void Plan::head(const float* features, int64_t image_stride, const Geometry& g, int64_t N, float* conv5_out,
+                int64_t conv5_stride, float* pooled, float* logits, int t, int T) const {
+  const Kernels& k = kernels();
+  auto sync = [&] {
+    if (T > 1) {
+#pragma omp barrier
+    }
+  };
   const int64_t C4 = units_.back().B * 2, C5 = conv5_.c_out, HW5 = g.H5 * g.W5;
-  for (int64_t n = 0; n < N; ++n)
-    gemm_share(k, in + n * g.act_floats, C4, conv5_, out + n * g.act_floats, C5, HW5, true, false, t, T);
+  if (image_stride == HW5 * C4 && conv5_stride == HW5 * C5) {
+    gemm_share(k, features, C4, conv5_, conv5_out, C5, N * HW5, true, false, t, T);
+  } else {
+    for (int64_t n = 0; n < N; ++n)
+      gemm_share(k, features + n * image_stride, C4, conv5_, conv5_out + n * conv5_stride, C5, HW5, true, false, t, T);
+  }
   sync();
   {
     const auto [c0, c1] = share(C5, t, T);
     for (int64_t n = 0; n < N; ++n) {
-      const float* feat = out + n * g.act_floats;
-      float* pooled = buf.pooled + n * C5;
-      for (int64_t c = c0; c < c1; ++c) pooled[c] = 0.f;
-      for (int64_t p = 0; p < HW5; ++p)
-        for (int64_t c = c0; c < c1; ++c) pooled[c] += feat[p * C5 + c];
-      for (int64_t c = c0; c < c1; ++c) pooled[c] /= static_cast<float>(HW5);
+      const float* feat = conv5_out + n * conv5_stride;
+      float* p = pooled + n * C5;
+      for (int64_t c = c0; c < c1; ++c) p[c] = 0.f;
+      for (int64_t q = 0; q < HW5; ++q)
+        for (int64_t c = c0; c < c1; ++c) p[c] += feat[q * C5 + c];
+      for (int64_t c = c0; c < c1; ++c) p[c] /= static_cast<float>(HW5);
     }
   }
   sync();
-  gemm_share(k, buf.pooled, C5, fc_, logits + n0 * fc_.c_out, fc_.c_out, N, false, false, t, T);
+  gemm_share(k, pooled, C5, fc_, logits, fc_.c_out, N, false, false, t, T);
 }
 
 Tensor Plan::forward(const Tensor& x) const {
@@ -354,14 +377,17 @@ Tensor Plan::forward(const Tensor& x) const {
   if (N == 0) return logits;
   const Geometry g = geometry(x);
   const int T = std::max(1, at::get_num_threads());
-  // With at least one image per thread, each thread keeps its own buffers for one image at a time.
+  // With at least one image per thread, each thread runs the stem and units of one image at a time in
+  // buffers of its own, and the head then runs once for the whole batch, from the stage-4 features
+  // gathered back to back.
   const bool team = N < T;
   const int64_t images = team ? N : T;  // images whose activations are live at once
   const int64_t stem_scratch = 3 * g.Wc * stem_cpad_;
   Buffers buf{};
   buf.scratch_floats = g.band_floats + stem_scratch;
-  const int64_t C5 = conv5_.c_out;
-  const int64_t floats = images * (2 * g.act_floats + g.t1_floats + C5) + T * buf.scratch_floats;
+  const int64_t C4 = units_.back().B * 2, C5 = conv5_.c_out, HW5 = g.H5 * g.W5;
+  const int64_t batch_head_floats = team ? 0 : N * (HW5 * (C4 + C5) + C5);
+  const int64_t floats = images * (2 * g.act_floats + g.t1_floats + C5) + T * buf.scratch_floats + batch_head_floats;
   // The arena is reused across calls; a call that finds it busy (another thread forwarding through the
   // same model) takes a buffer of its own.
   std::unique_lock<std::mutex> lock(arena_mutex_, std::try_to_lock);
@@ -374,13 +400,18 @@ Tensor Plan::forward(const Tensor& x) const {
   buf.t1 = p + 2 * images * g.act_floats;
   buf.pooled = buf.t1 + images * g.t1_floats;
   buf.scratch = buf.pooled + images * C5;
+  float* const features = buf.scratch + T * buf.scratch_floats;  // batch head: [N, HW5, C4]
+  float* const conv5_out = features + N * HW5 * C4;              // [N, HW5, C5]
+  float* const pooled = conv5_out + N * HW5 * C5;                // [N, C5]
   float* out = logits.data_ptr<float>();
 
 #pragma omp parallel num_threads(T)
   {
     const int t = omp_get_thread_num(), team_size = omp_get_num_threads();
     if (team) {
-      run(x, g, 0, N, buf, t, team_size, true, out);
+      const float* last = units(x, g, 0, N, buf, t, team_size, true);
+      float* other = last == buf.act[0] ? buf.act[1] : buf.act[0];
+      head(last, g.act_floats, g, N, other, g.act_floats, buf.pooled, out, t, team_size);
     } else {
       // Image n runs on thread n % team_size, in the buffers of that thread's slot.
       Buffers mine = buf;
@@ -390,7 +421,12 @@ Tensor Plan::forward(const Tensor& x) const {
       mine.pooled += t * C5;
       mine.scratch += t * buf.scratch_floats;
       mine.scratch_floats = 0;
-      for (int64_t n = t; n < N; n += team_size) run(x, g, n, n + 1, mine, 0, 1, false, out);
+      for (int64_t n = t; n < N; n += team_size) {
+        const float* last = units(x, g, n, n + 1, mine, 0, 1, false);
+        std::copy(last, last + HW5 * C4, features + n * HW5 * C4);
+      }
+#pragma omp barrier
+      head(features, HW5 * C4, g, N, conv5_out, HW5 * C5, pooled, out, t, team_size);
     }
   }
   return logits;
