@@ -139,6 +139,9 @@ class Models:
         for backend in ("native", "triton"):
             if getattr(rig, backend):
                 self.fused[backend] = sk.FusedShuffleNetV2.from_reference(make(), backend=backend).to(rig.device, dtype)
+        if rig.native and rig.triton and not rig.rehearse:
+            # What backend="auto" runs on CUDA: the native stem and head around one Triton kernel a unit.
+            self.fused["auto"] = sk.FusedShuffleNetV2.from_reference(make(), backend="auto").to(rig.device, dtype)
         self._compiled = None
 
     @property

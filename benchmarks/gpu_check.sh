@@ -8,7 +8,7 @@
 #   3 tests    every op on CUDA against the reference (fp32/fp16/bf16, both layouts, the network's
 #              shapes and odd ones) and the model at every width, then a Triton slice; Triton
 #              autotuning pinned to one config (SK_TRITON_AUTOTUNE=0)
-#   4 bench    fp16 at batch 256 and 1: fused native and Triton (each also replayed as a CUDA graph)
+#   4 bench    fp16 at batch 256 and 1: fused native, Triton and auto (each also replayed as a CUDA graph)
 #              against eager channels_last (with and without a CUDA graph), then torch.compile
 #   5 profile  one forward under torch.profiler: kernels, launches, time per kernel
 #   6 rest     the time left: fp32 and batch 64, the whole Triton test matrix, the compile tests
