@@ -128,15 +128,23 @@ def store_tile(ptr, pix_off, ch_off, tile, pix_mask, ch_mask, PIXEL_MAJOR: tl.co
 
 
 @triton.jit
+def tap_pixels(base, s_h, s_w, ho, wo, H, W, pix_mask, dy, dx, STRIDE: tl.constexpr):
+    """Where tap (dy, dx) of a 3x3 window (padding 1) of output pixels (ho, wo) reads: the pixels' offsets
+    from ``base`` and whether each lies inside the image (outside is the padding)."""
+    hi = ho * STRIDE + (dy - 1)
+    wi = wo * STRIDE + (dx - 1)
+    ok = pix_mask & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
+    return base + hi * s_h + wi * s_w, ok
+
+
+@triton.jit
 def _dw3x3_tap(
     acc, src, base, s_h, s_w, ho, wo, H, W, pix_mask, dy, dx,
     ch, ch_off, ch_mask, dw_w, w_sc, w_sh, w_sw, STRIDE: tl.constexpr, SRC_PIXEL_MAJOR: tl.constexpr,
 ):  # fmt: skip
     """acc + tap (dy, dx) of the depthwise conv: the tile shifted in space, zero outside the image."""
-    hi = ho * STRIDE + (dy - 1)
-    wi = wo * STRIDE + (dx - 1)
-    ok = pix_mask & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
-    x = load_tile(src, base + hi * s_h + wi * s_w, ch_off, ok, ch_mask, SRC_PIXEL_MAJOR).to(tl.float32)
+    pix, ok = tap_pixels(base, s_h, s_w, ho, wo, H, W, pix_mask, dy, dx, STRIDE)
+    x = load_tile(src, pix, ch_off, ok, ch_mask, SRC_PIXEL_MAJOR).to(tl.float32)
     tap = tl.load(dw_w + ch * w_sc + (dy * w_sh + dx * w_sw), mask=ch_mask, other=0.0).to(tl.float32)
     return acc + x * tap[None, :]
 

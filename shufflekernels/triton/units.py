@@ -6,28 +6,24 @@ Math (docs/design.md, "Op semantics"; every conv's BatchNorm folded into weight 
 so with B output channels per branch, ``out[:, 2j] = x1[:, j]`` (or ``b1[:, j]``) and ``out[:, 2j+1] = y[:, j]``
 (or ``b2[:, j]``): the shuffle is only the channel index of the stores.
 
-One program owns a tile of output pixels and every output channel of the unit, and nothing it computes
-goes to global memory but the output:
-- branch 2: the depthwise conv needs ``t = relu(pw1(.))`` at the nine taps of each pixel, i.e. on a halo
-  around the tile. Triton cannot shift a register tile in space, so t is recomputed at each tap: nine
-  tl.dot GEMMs of the tap's input pixels (served by L1/L2: neighbouring taps and tiles read the same
-  lines) by pw1, each zeroed outside the image (the depthwise conv pads t, not x) and accumulated
-  times its depthwise weight into a ``[P, B]`` tile that holds every mid channel; then pw2 is one more
-  tl.dot per block of output channels, its bias and ReLU the epilogue, stored to the odd channels.
-  9x the GEMM work of pw1 buys no global round trip for t: on tensor cores the unit stays bound by
-  its memory traffic (one read of x, one write of out);
-- branch 1, written to the even channels in the same output-channel loop: the identity copy of x1
-  (split unit), or dw1_s2 + pw3 on x (down unit), whose depthwise tile is computed per K block from
-  nine shifted loads.
+One program owns a tile of output pixels and a block of output channels of each branch, and nothing it
+computes goes to global memory but the output:
+- branch 2 (the odd channels): the depthwise conv needs ``t = relu(pw1(.))`` at the nine taps of each
+  pixel, i.e. on a halo around the tile. Triton cannot shift a register tile in space, so t is
+  recomputed at each tap: a tl.dot GEMM of the tap's input pixels (served by L1/L2: neighbouring taps and
+  tiles read the same lines) by pw1, zeroed outside the image (the depthwise conv pads t, not x) and
+  accumulated times its depthwise weight, BLOCK_M mid channels at a time; each such block feeds one more
+  tl.dot into pw2, whose bias and ReLU are the epilogue. That is 9x the GEMM work of pw1 (times the
+  output-channel blocks of a wide branch) for no global round trip of t;
+- branch 1 (the even channels), from the same program: the identity copy of x1 (split unit), or
+  dw1_s2 + pw3 on x (down unit), whose depthwise tile is computed per K block from nine shifted loads.
 
 t and the depthwise output are rounded to x's dtype before each tl.dot, as a stored intermediate would
 be; both accumulate in float32. float32 inputs use tl.dot with input_precision="ieee", since TF32 would
 not meet float32 tolerances.
 
 Tiles and layouts follow common.py: x and out are read and written through their strides, pixel-major or
-plane-major by layout. The mid tile spans the whole branch (the next power of two of its channels), so
-the pixel tile shrinks as the branch widens (the configs' pruning below keeps the tile's register
-footprint fixed).
+plane-major by layout.
 """
 
 from __future__ import annotations
@@ -52,6 +48,7 @@ from .common import (
     pixel_bucket,
     pixel_coords,
     store_tile,
+    tap_pixels,
 )
 
 
@@ -111,6 +108,19 @@ def _load_pw_weight(pw_w, w_so, w_si, k, k_mask, co, co_mask):
     return tl.load(pw_w + co[None, :] * w_so + k[:, None] * w_si, mask=k_mask[:, None] & co_mask[None, :], other=0.0)
 
 
+@triton.jit
+def _gemm_tile(x, pix, x_sc, pix_mask, C_IN, w, w_so, w_si, co, co_mask, acc,
+               X_PIXEL_MAJOR: tl.constexpr, IEEE: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+    """acc + the 1x1 conv of the pixels at offsets ``pix`` (zero where not pix_mask) by weight ``w``
+    ``[C_out, C_IN]``, output channels ``co``: a ``[P, N]`` tile, BLOCK_K input channels a step."""
+    for k0 in range(0, C_IN, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        k_mask = k < C_IN
+        a = load_tile(x, pix, k.to(tl.int64) * x_sc, pix_mask, k_mask, X_PIXEL_MAJOR)
+        acc = _mma(a, _load_pw_weight(w, w_so, w_si, k, k_mask, co, co_mask), acc, IEEE)
+    return acc
+
+
 @triton.autotune(configs=_POINTWISE_CONFIGS, key=["C_IN", "C_OUT", "PIXEL_BUCKET", "X_PIXEL_MAJOR", "OUT_PIXEL_MAJOR"])
 @triton.jit(do_not_specialize=PIXEL_ARGS)
 def _pointwise_relu_kernel(
@@ -148,12 +158,8 @@ def _pointwise_relu_kernel(
     co_mask = co < C_OUT
     n, h, w = pixel_coords(m, HW, W)
     x_pix = n * x_sn + h * x_sh + w * x_sw
-    acc = tl.full((BLOCK_P, BLOCK_N), 0.0, tl.float32)
-    for k0 in range(0, C_IN, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        k_mask = k < C_IN
-        a = load_tile(x, x_pix, k.to(tl.int64) * x_sc, pix_mask, k_mask, X_PIXEL_MAJOR)
-        acc = _mma(a, _load_pw_weight(weight, w_so, w_si, k, k_mask, co, co_mask), acc, IEEE)
+    acc = _gemm_tile(x, x_pix, x_sc, pix_mask, C_IN, weight, w_so, w_si, co, co_mask,
+                     tl.full((BLOCK_P, BLOCK_N), 0.0, tl.float32), X_PIXEL_MAJOR, IEEE, BLOCK_K)  # fmt: skip
     acc += tl.load(bias + co, mask=co_mask, other=0.0).to(tl.float32)[None, :]
     if RELU:
         acc = tl.maximum(acc, 0.0)
@@ -230,16 +236,9 @@ def _pw_relu_dw_tile(
     for tap in range(9):
         dy = tap // 3
         dx = tap - 3 * dy
-        hi = ho * STRIDE + (dy - 1)
-        wi = wo * STRIDE + (dx - 1)
-        ok = pix_mask & (hi >= 0) & (hi < H) & (wi >= 0) & (wi < W)
-        pix = base + hi * x_sh + wi * x_sw
-        t = tl.full((BLOCK_P, BLOCK_M), 0.0, tl.float32)
-        for k0 in range(0, C_IN, BLOCK_K):
-            k = k0 + tl.arange(0, BLOCK_K)
-            k_mask = k < C_IN
-            a = load_tile(x, pix, k.to(tl.int64) * x_sc, ok, k_mask, X_PIXEL_MAJOR)
-            t = _mma(a, _load_pw_weight(pw_w, pw_so, pw_si, k, k_mask, mid, mid_mask), t, IEEE)
+        pix, ok = tap_pixels(base, x_sh, x_sw, ho, wo, H, W, pix_mask, dy, dx, STRIDE)
+        t = _gemm_tile(x, pix, x_sc, ok, C_IN, pw_w, pw_so, pw_si, mid, mid_mask,
+                       tl.full((BLOCK_P, BLOCK_M), 0.0, tl.float32), X_PIXEL_MAJOR, IEEE, BLOCK_K)  # fmt: skip
         t = tl.where(ok[:, None], tl.maximum(t + bias[None, :], 0.0), 0.0)
         t = t.to(x.dtype.element_ty).to(tl.float32)
         weight = tl.load(dw_w + mid * dw_sc + (dy * dw_sh + dx * dw_sw), mask=mid_mask, other=0.0).to(tl.float32)
