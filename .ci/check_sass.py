@@ -25,7 +25,8 @@ GATHERED_LOADS = {
     ("InterleaveBody", "true"): "each output vector takes its channels from several sources",
     ("StemBody", "true"): "V output channels read their input taps once each and their weights Cin*9 apart",
 }
-BODY = re.compile(r"run_body<shufflekernels::gpu::(\w+)<([\w: ]+?), (int|long), (\d+), (true|false)")
+# Body<T, index_t, V[, channels_last, ...]>: a body that reads one layout only has no layout argument.
+BODY = re.compile(r"run_body<shufflekernels::gpu::(\w+)<([\w: ]+?), (int|long), (\d+)(?:, (true|false))?")
 
 
 def main() -> int:

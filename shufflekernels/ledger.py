@@ -5,9 +5,8 @@ to the floor. Measured on the CPU, without a GPU:
 - native CUDA: the emulated CUDA library (``torch.ops.shufflekernels_cuda_emulated``, the CUDA kernel
   bodies run by a host executor) in its dry run, which counts every launch without computing: each
   body reports the bytes its launch reads and writes (csrc/cuda/plan.h, Traffic), each library call
-  (cuBLAS, cuDNN, an ATen kernel) its own, a GEMM M*K + K*N + M*N elements. The whole network is one
-  ``shufflenet`` call (what FusedShuffleNetV2 runs on CUDA); the layer rows are the layer ops called
-  one by one, and the ``input`` and ``mean`` rows the ATen kernels the network op launches itself;
+  (cuBLAS, an ATen kernel) its own, a GEMM M*K + K*N + M*N elements. It runs the whole network as one
+  ``shufflenet`` call (what FusedShuffleNetV2 runs on CUDA), which marks where each layer starts;
 - triton: FusedShuffleNetV2 with backend="triton" runs its forward on meta tensors; each Triton
   launch is recorded instead of run (bytes: the tensors it is given, ``out`` written, the others read,
   each tensor once), each ATen op the forward runs in Python is a launch too (reading its inputs,
@@ -76,10 +75,15 @@ def layer_names(net) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _parse(log: str, layer: str) -> list[Launch]:
-    out = []
+def _parse(log: str, names: list[str]) -> list[Launch]:
+    """The launches of a traffic log, each in the layer the last ``layer <index>`` line named."""
+    out, layer = [], "network"
     for line in log.splitlines():
-        _, name, read, written = line.split()
+        kind, *fields = line.split()
+        if kind == "layer":
+            layer = names[int(fields[0])]
+            continue
+        name, read, written = fields
         out.append(Launch(layer, name, int(read), int(written)))
     return out
 
@@ -94,34 +98,14 @@ def _dry_run(lib):
         lib.dry_run(False)
 
 
-def native_cuda(net, batch: int) -> tuple[list[Launch], list[Launch]]:
-    """(the layer ops one by one, the whole network as one ``shufflenet`` call), both on the emulated
-    CUDA library in its dry run, for an NCHW input."""
+def native_cuda(net, batch: int) -> list[Launch]:
+    """The one ``shufflenet`` call FusedShuffleNetV2 makes on CUDA, on the emulated CUDA library in its
+    dry run, for an NCHW input; each launch in the layer the op marked it with."""
     lib = torch.ops.shufflekernels_cuda_emulated
-    dtype = net.fc_weight.dtype
-    x = torch.empty(batch, 3, IMAGE, IMAGE, dtype=dtype)
-    names = layer_names(net)
-    layers: list[Launch] = []
+    x = torch.empty(batch, 3, IMAGE, IMAGE, dtype=net.fc_weight.dtype)
     with _dry_run(lib), torch.inference_mode():
-        whole_out = lib.shufflenet(x, net._network_params, net.stage_lengths)
-        whole = _parse(lib.traffic_log(), "network")
-        # The network op's own ATen kernels: the input's channels_last copy (stem row), the mean (head).
-        own = {launch.name: launch for launch in whole if launch.name in ("copy", "mean")}
-        if "copy" in own:
-            layers.append(dataclasses.replace(own["copy"], layer="stem"))
-        y = lib.stem(x.contiguous(memory_format=torch.channels_last), net.conv1_weight, net.conv1_bias)
-        layers += _parse(lib.traffic_log(), "stem")
-        for name, unit in zip(names[1:-1], net.units):
-            y = getattr(lib, unit.OP)(y, *unit.params())
-            layers += _parse(lib.traffic_log(), name)
-        y = lib.pointwise(y, net.conv5_weight, net.conv5_bias, True)
-        layers += _parse(lib.traffic_log(), "head")
-        layers.append(dataclasses.replace(own["mean"], layer="head"))
-        pooled = torch.empty(y.shape[0], y.shape[1], 1, 1, dtype=dtype)
-        logits = lib.pointwise(pooled, net.fc_weight, net.fc_bias, False)
-        layers += _parse(lib.traffic_log(), "head")
-    assert whole_out.shape == logits.flatten(1).shape
-    return layers, whole
+        lib.shufflenet(x, net._network_params, net.stage_lengths)
+        return _parse(lib.traffic_log(), layer_names(net))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,7 +210,7 @@ def triton_path(net, batch: int, native_stem: list[Launch]) -> list[Launch]:
 
     def run(op, x, params, options, launches, layer):
         if op == "stem":
-            launches += [launch for launch in native_stem if launch.name != "copy"]
+            launches += native_stem
             hw = [contract.dw_out_size(contract.dw_out_size(size, 2), 2) for size in x.shape[2:]]
             return contract.empty_output(x, (x.shape[0], params[0].shape[0], *hw))
         with recording.recording(launches, layer, Launch):
@@ -268,15 +252,14 @@ def by_layer(launches: list[Launch]) -> dict[str, tuple[int, int]]:
 
 def ledger(width: float = 1.0, dtype: torch.dtype = torch.float16, batch: int = 256, triton: bool = True) -> dict:
     """{"layers": names, "floor": {layer: bytes}, backend: {"layers": {layer: (launches, bytes)},
-    "launches": [Launch]}} for the native CUDA path (plus "network": the one-call forward's launches),
-    the Triton path (when triton is installed and asked for) and the reference."""
+    "launches": [Launch]}} for the native CUDA path (the one shufflenet call), the Triton path (when triton is installed and asked for) and the reference."""
     net = build_model(width, dtype)
-    layers, whole = native_cuda(net, batch)
+    layers = native_cuda(net, batch)
     result = {
         "layers": layer_names(net),
         "batch": batch,
         "floor": floor(net, batch),
-        "native": {"layers": by_layer(layers), "launches": layers, "network": whole},
+        "native": {"layers": by_layer(layers), "launches": layers},
         "reference": {"layers": by_layer(launches := reference_path(width, dtype, batch)), "launches": launches},
     }
     if triton:
@@ -300,9 +283,15 @@ def auto_path(net, result: dict) -> list[Launch]:
         for layer, op in zip(result["layers"], ops)
     }
     if all(chosen[layer] == "native" for layer in result["layers"][1:-1]):
-        return list(result["native"]["network"])
-    return [
-        launch for layer in result["layers"] for launch in result[chosen[layer]]["launches"] if launch.layer == layer
+        return list(result["native"]["launches"])
+    # Otherwise the model runs its channels_last forward (model._forward_channels_last): the input's
+    # channels_last copy and the native stem op, as the Triton path counts them, then each layer's choice.
+    stem = [launch for launch in result["triton"]["launches"] if launch.layer == "stem"]
+    return stem + [
+        launch
+        for layer in result["layers"][1:]
+        for launch in result[chosen[layer]]["launches"]
+        if launch.layer == layer
     ]
 
 
@@ -347,8 +336,7 @@ BUDGETS = {
 
 def budget_figures(result: dict, path: str) -> tuple[int, float]:
     """(launches per forward, MB per image) of a budget's path."""
-    entry = {"launches": result["native"]["network"]} if path == "native" else result[path]
-    n, b = totals(entry)
+    n, b = totals(result[path])
     return n, b / result["batch"] / 1e6
 
 

@@ -236,6 +236,36 @@ def test_launch_plan(case, dtype, run, expected):
     assert _launches() == expected
 
 
+def _network(width, dtype):
+    fused = sk.FusedShuffleNetV2.from_reference(reference_model(width).eval(), backend="native").to(dtype=dtype)
+    return fused._network_params, fused.stage_lengths
+
+
+def test_network_launch_plan():
+    """The network at x1.0 in float16 from an NCHW image: the stem writes channels_last, 8 channels a
+    vector (24 channels); each unit's depthwise launch is as wide as both its parts allow, 2 for
+    stage 2's 58-channel branches (and the stem's 24 in the down unit), 4 for stage 3's 116, 8 for stage
+    4's 232. The 1x1s are library GEMMs, not bodies."""
+    params, repeats = _network(1.0, torch.float16)
+    EMULATED.shufflenet(_x((1, 3, 32, 32), "nchw", torch.float16), params, repeats)
+    units = [f"unit_dwconv nhwc v{v} i32" for v, n in ((2, 4), (4, 8), (8, 4)) for _ in range(n)]
+    assert _launches() == ["stem nhwc v8 i32", *units]
+
+
+def test_network_under_tf32_runs_the_layer_ops(monkeypatch):
+    """A split unit's final GEMM passes its identity half through a 1 in the weights: exact in float32,
+    rounded under TF32. With TF32 allowed for float32 GEMMs the network runs the layer ops instead, whose
+    identity half is a copy."""
+    params, repeats = _network(0.5, torch.float32)
+    x = _x((2, 3, 32, 32), "nchw")
+    planned = EMULATED.shufflenet(x, params, repeats)
+    assert not any(line.startswith("interleave2") for line in _launches())
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    layered = EMULATED.shufflenet(x, params, repeats)
+    assert any(line.startswith("interleave2") for line in _launches())
+    torch.testing.assert_close(layered, planned)
+
+
 def test_wide_index_is_scalar():
     x = _x((1, 116, 8, 8), "nhwc")
     params = _unit_params(116, 58, torch.float32, "cpu", True)
@@ -319,7 +349,7 @@ def test_model_through_emulated_cuda_kernels(monkeypatch, width, size, layout, d
         got = fused(x.to(dtype)).float()
         expected = model(x)
     launches = _launches()
-    assert any(line.startswith("interleave2") for line in launches), "the units did not run emulated"
+    assert any(line.startswith("unit_dwconv") for line in launches), "the units did not run emulated"
     if dtype == torch.float32:
         assert_logits_match(got, expected)
     else:  # half precision may swap near-tied classes: the error bound is the check (as in test_cuda.py)

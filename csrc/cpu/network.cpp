@@ -14,7 +14,6 @@
 // any weight's version counter or data pointer changes, so in-place updates through torch are seen.
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <c10/core/StorageImpl.h>
 #include <omp.h>
 #include <torch/library.h>
 
@@ -26,6 +25,7 @@
 #include "../contract.h"
 #include "../index_math.h"
 #include "../network_composite.h"
+#include "../plan_cache.h"
 #include "engine.h"
 #include "unit_bands.h"
 #include "weights.h"
@@ -142,42 +142,11 @@ class Plan {
     }
     conv5_ = Panels(params[i], params[i + 1]);
     fc_ = Panels(params[i + 2], params[i + 3]);
-    for (const Tensor& t : params) {
-      sources_.push_back({t.storage().getWeakStorageImpl(), t.const_data_ptr(), version_of(t)});
-    }
   }
-
-  // Whether these are still the weights the plan was made from, unchanged.
-  bool matches(at::TensorList params) const {
-    if (params.size() != sources_.size()) return false;
-    for (size_t i = 0; i < params.size(); ++i) {
-      const Source& s = sources_[i];
-      if (s.storage.expired() || s.data != params[i].const_data_ptr() || s.version != version_of(params[i]))
-        return false;
-    }
-    return true;
-  }
-
-  bool alive() const {
-    return std::none_of(sources_.begin(), sources_.end(), [](const Source& s) { return s.storage.expired(); });
-  }
-
-  const void* key() const { return sources_.empty() ? nullptr : sources_[0].data; }
 
   Tensor forward(const Tensor& x) const;
 
  private:
-  struct Source {
-    c10::weak_intrusive_ptr<c10::StorageImpl> storage;
-    const void* data;
-    uint32_t version;
-  };
-  // Inference tensors have no version counter; the op contract refuses nothing for them, so a plan over
-  // them is checked by data pointer only (as the layer-by-layer kernels read them fresh each call).
-  static uint32_t version_of(const Tensor& t) {
-    return t.is_inference() ? 0 : t.unsafeGetTensorImpl()->version_counter().current_version();
-  }
-
   Geometry geometry(const Tensor& x) const;
   struct Buffers;
   const float* units(const Tensor& x, const Geometry& g, int64_t n0, int64_t n1, const Buffers& buf, int t, int T,
@@ -189,7 +158,6 @@ class Plan {
   std::vector<float> stem_w_, stem_b_;
   std::vector<UnitPlan> units_;
   Panels conv5_, fc_;
-  std::vector<Source> sources_;
   mutable std::mutex arena_mutex_;
   mutable std::vector<float> arena_;
 };
@@ -432,31 +400,8 @@ Tensor Plan::forward(const Tensor& x) const {
   return logits;
 }
 
-// The plans of the models in use: few (a model per process, usually), so a short list searched by the
-// first weight's address; dead ones are dropped when a new plan is made.
-class Plans {
- public:
-  std::shared_ptr<const Plan> get(const Tensor& x, at::TensorList params, at::IntArrayRef repeats) {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    for (const auto& plan : plans_) {
-      if (plan->key() == params[0].const_data_ptr() && plan->matches(params)) return plan;
-    }
-    plans_.erase(std::remove_if(plans_.begin(), plans_.end(),
-                                [&](const std::shared_ptr<const Plan>& p) {
-                                  return !p->alive() || p->key() == params[0].const_data_ptr();
-                                }),
-                 plans_.end());
-    plans_.push_back(std::make_shared<const Plan>(x, params, repeats));
-    return plans_.back();
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::shared_ptr<const Plan>> plans_;
-};
-
-Plans& plans() {
-  static Plans* const cache = new Plans();  // never destroyed: ops may run during exit
+PlanCache<Plan>& plans() {
+  static auto* const cache = new PlanCache<Plan>();  // never destroyed: ops may run during exit
   return *cache;
 }
 
@@ -465,7 +410,7 @@ Tensor shufflenet_cpu(const Tensor& x, at::TensorList params, at::IntArrayRef st
   // The plan serves float32 weights it can read with accessors; anything else runs layer by layer.
   const bool planned = x.scalar_type() == at::kFloat && x.is_cpu();
   if (!planned) return shufflenet_composite("shufflekernels", x, params, stage_repeats);
-  return plans().get(x, params, stage_repeats)->forward(x);
+  return plans().get(params, [&] { return std::make_shared<const Plan>(x, params, stage_repeats); })->forward(x);
 }
 
 }  // namespace

@@ -91,6 +91,33 @@ struct InterleaveBody {
   }
 };
 
+// The taps of a depthwise 3x3 (padding 1, stride kStride) at output pixel (oh, ow) of one NHWC image,
+// for channels c0 .. c0 + V - 1: acc[t] += tap(c0 + t, kh, kw) * act(t, image[ih, iw, c0 + t]) for every
+// tap inside the image (outside it, padding: the activated input is zero there). `image` is the image's
+// pixel (0, 0), channel 0; its pixels are pixel_stride elements apart (a dense tensor or a channel slice).
+template <int V, int kStride, typename T, typename index_t, class Tap, class Act>
+SK_HOST_DEVICE void dw3x3_nhwc_accumulate(const T* image, index_t pixel_stride, index_t c0, index_t oh, index_t ow,
+                                          index_t H, index_t W, const Tap& tap, const Act& act, float (&acc)[V]) {
+  SK_UNROLL
+  for (int kh = 0; kh < 3; ++kh) {
+    const index_t ih = oh * kStride - 1 + kh;
+    if (ih < 0 || ih >= H) continue;
+    SK_UNROLL
+    for (int kw = 0; kw < 3; ++kw) {
+      const index_t iw = ow * kStride - 1 + kw;
+      if (iw < 0 || iw >= W) continue;
+      const T* px = image + (ih * W + iw) * pixel_stride + c0;
+      if constexpr (V == 1) {
+        acc[0] += tap(c0, kh, kw) * act(0, px[0]);
+      } else {
+        const Pack<T, V> x = load_pack<V>(px);
+        SK_UNROLL
+        for (int t = 0; t < V; ++t) acc[t] += tap(c0 + t, kh, kw) * act(t, x.v[t]);
+      }
+    }
+  }
+}
+
 // Depthwise 3x3 (stride kStride, padding 1) with optional pre-activation and ReLU epilogue. Weights
 // and biases are read in the input's dtype where they lie (any weight strides, as the model stores
 // them tap-major), so a call launches no conversion kernels; they are widened to float32 on read.
@@ -139,24 +166,9 @@ struct DwConv3x3Body {
         acc[t] = bias ? static_cast<float>(bias[c0 + t]) : 0.f;
         in_b[t] = in_bias ? static_cast<float>(in_bias[c0 + t]) : 0.f;
       }
-      SK_UNROLL
-      for (int kh = 0; kh < 3; ++kh) {
-        const index_t ih = oh * kStride - 1 + kh;
-        if (ih < 0 || ih >= H) continue;  // padding: the activated input is zero there
-        SK_UNROLL
-        for (int kw = 0; kw < 3; ++kw) {
-          const index_t iw = ow * kStride - 1 + kw;
-          if (iw < 0 || iw >= W) continue;
-          const T* px = in + ((n * H + ih) * W + iw) * C + c0;
-          if constexpr (V == 1) {
-            acc[0] += tap(c0, kh, kw) * act(px[0], in_b[0]);
-          } else {
-            const Pack<T, V> x = load_pack<V>(px);
-            SK_UNROLL
-            for (int t = 0; t < V; ++t) acc[t] += tap(c0 + t, kh, kw) * act(x.v[t], in_b[t]);
-          }
-        }
-      }
+      dw3x3_nhwc_accumulate<V, kStride>(
+          in + n * H * W * C, C, c0, oh, ow, H, W, [&](index_t c, int kh, int kw) { return tap(c, kh, kw); },
+          [&](int t, T x) { return act(x, in_b[t]); }, acc);
     } else {
       const index_t blocks = Wo / V;
       const index_t ow0 = (item % blocks) * V, rest = item / blocks;
@@ -211,6 +223,79 @@ struct DwConv3x3Body {
     Pack<T, V> y;
     SK_UNROLL
     for (int t = 0; t < V; ++t) y.v[t] = static_cast<T>(relu ? relu_keep_nan(acc[t]) : acc[t]);
+    if constexpr (V == 1) {
+      out[item] = y.v[0];
+    } else {
+      store_pack<V>(out + item * V, y);
+    }
+  }
+};
+
+// A unit's middle step in the network (ops_impl.h, shufflenet_impl), channels_last, in one launch: the
+// tensor z = [part a | part b] that the unit's one final GEMM reads, Ca + Cb channels an output pixel.
+//   part b: the depthwise 3x3 (stride kStride, bias, no ReLU) of branch 2's first 1x1 output;
+//   part a: the depthwise of the unit's input (the down unit's branch 1), or, without weights, a copy of
+//           it (the split unit's identity half, at stride 1).
+// The final GEMM's weights interleave the branches (UnitGemms), so no other pass touches them.
+// item = (output pixel, block of V channels of z); Ca and Cb are multiples of V, so a block lies in one
+// part.
+template <typename T, typename index_t, int V, int kStride>
+struct UnitDepthwiseBody {
+  static constexpr const char* kName = "unit_dwconv";
+  static constexpr int kWidth = V;
+  static constexpr bool kChannelsLast = true;
+  struct Part {
+    const T* in;  // [N, channels, H, W] channels_last, a dense tensor or a channel slice
+    index_t pixel_stride, channels;
+    const T* weight;  // weight[c, 0, kh, kw] at c * w_c + kh * w_h + kw * w_w; nullptr: a copy
+    index_t w_c, w_h, w_w;
+    const T* bias;  // [channels]
+  };
+  Part a, b;
+  T* out;  // [N, Ca + Cb, Ho, Wo] channels_last
+  index_t H, W, Ho, Wo;
+
+  // Each part's input once (the whole of it for a depthwise, whose windows reach every pixel; the
+  // copied pixels for a copy), its taps and biases once, every output once.
+  Traffic traffic(int64_t items) const {
+    const int64_t outputs = items * V, C = int64_t{a.channels} + b.channels;
+    const int64_t images = outputs / (C * Ho * Wo);
+    int64_t read = 0;
+    for (const Part& p : {a, b}) {
+      read += p.weight ? images * H * W * p.channels + 10 * int64_t{p.channels} : images * Ho * Wo * p.channels;
+    }
+    return {read * int64_t{sizeof(T)}, outputs * int64_t{sizeof(T)}};
+  }
+
+  SK_HOST_DEVICE void operator()(index_t item) const {
+    const index_t blocks = (a.channels + b.channels) / V;
+    const index_t cz = (item % blocks) * V, pix = item / blocks;
+    const index_t ow = pix % Wo, oh = (pix / Wo) % Ho, n = pix / (Wo * Ho);
+    // Selected whole, not indexed: an array of parts indexed at run time would send the kernel's
+    // parameters to local memory (see Interleave2Body).
+    const bool in_a = cz < a.channels;
+    const Part p = in_a ? a : b;
+    const index_t c0 = in_a ? cz : cz - a.channels;
+    const T* image = p.in + n * H * W * p.pixel_stride;
+    Pack<T, V> y;
+    if (p.weight == nullptr) {  // a copy: stride 1, H == Ho
+      const T* px = image + (oh * W + ow) * p.pixel_stride + c0;
+      if constexpr (V == 1) {
+        y.v[0] = px[0];
+      } else {
+        y = load_pack<V>(px);
+      }
+    } else {
+      float acc[V];
+      SK_UNROLL
+      for (int t = 0; t < V; ++t) acc[t] = static_cast<float>(p.bias[c0 + t]);
+      dw3x3_nhwc_accumulate<V, kStride>(
+          image, p.pixel_stride, c0, oh, ow, H, W,
+          [&](index_t c, int kh, int kw) { return static_cast<float>(p.weight[c * p.w_c + kh * p.w_h + kw * p.w_w]); },
+          [](int, T x) { return static_cast<float>(x); }, acc);
+      SK_UNROLL
+      for (int t = 0; t < V; ++t) y.v[t] = static_cast<T>(acc[t]);
+    }
     if constexpr (V == 1) {
       out[item] = y.v[0];
     } else {
@@ -356,15 +441,17 @@ struct BiasActBody {
 // conv output and no max-pool index goes to memory. An item is one pooled position and V channels: it
 // evaluates the conv at the (up to) nine positions of its pool window, recomputing what neighbouring
 // items share (Cin is 3: 27 taps an output), in float32, and keeps the running maximum, rounded once
-// (rounding is monotonic, so this is the maximum of the rounded conv outputs). NHWC: item = (n, ph, pw,
-// block of V channels), one V-wide store. NCHW: item = (n, c, ph, pw), V = 1.
-template <typename T, typename index_t, int V, bool kNHWC>
+// (rounding is monotonic, so this is the maximum of the rounded conv outputs). The output layout (kNHWC)
+// sets the items: NHWC: item = (n, ph, pw, block of V channels), one V-wide store; NCHW: item = (n, c,
+// ph, pw), V = 1. The input is read in its own layout (kInNHWC): the network reads an NCHW image straight
+// into its channels_last stem output, with no layout copy before it.
+template <typename T, typename index_t, int V, bool kNHWC, bool kInNHWC = kNHWC>
 struct StemBody {
   static_assert(kNHWC || V == 1, "the NCHW stem stores one element an item");
   static constexpr const char* kName = "stem";
   static constexpr int kWidth = V;
   static constexpr bool kChannelsLast = kNHWC;
-  const T* in;      // [N, Cin, H, W], dense in the layout
+  const T* in;      // [N, Cin, H, W], dense in the input layout
   const T* weight;  // [Cout, Cin, 3, 3], contiguous
   const T* bias;    // [Cout]
   T* out;           // [N, Cout, Hp, Wp], dense in the layout
@@ -410,8 +497,8 @@ struct StemBody {
             for (int kw = 0; kw < 3; ++kw) {
               const index_t iw = cw * 2 - 1 + kw;
               if (iw < 0 || iw >= W) continue;
-              const float x = static_cast<float>(kNHWC ? in[((n * H + ih) * W + iw) * Cin + ci]
-                                                       : in[((n * Cin + ci) * H + ih) * W + iw]);
+              const float x = static_cast<float>(kInNHWC ? in[((n * H + ih) * W + iw) * Cin + ci]
+                                                         : in[((n * Cin + ci) * H + ih) * W + iw]);
               const T* w = weight + (c0 * Cin + ci) * 9 + kh * 3 + kw;
               SK_UNROLL
               for (int t = 0; t < V; ++t) acc[t] += static_cast<float>(w[t * Cin * 9]) * x;

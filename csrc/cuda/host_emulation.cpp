@@ -9,7 +9,8 @@
 // Compiled by the host compiler in every build, CUDA or not. Test hooks come with it:
 // launch_log() lists the body launches since the last call (body, layout, vector width, index bits);
 // traffic_log() lists every launch since its last call, library calls (cuBLAS through ATen) included,
-// as "body|library <name> <bytes read> <bytes written>" (plan.h, Traffic), for the ledger;
+// as "body|library <name> <bytes read> <bytes written>" (plan.h, Traffic), and where the network's
+// layers start, as "layer <index>", for the ledger;
 // force_wide_index(on) makes every launch plan as if its tensors had 2^31 elements or more;
 // dry_run(on) makes every launch count without computing (bodies are not run, library calls return
 // uninitialised results of the right shape): the ledger counts a batch of 256 this way in seconds.
@@ -63,6 +64,13 @@ class HostExec {
     const std::lock_guard<std::mutex> lock(g_log_mutex);
     log_traffic("library", name, traffic);
     return !g_dry_run;
+  }
+
+  // The network (ops_impl.h, shufflenet_impl) starts its layer `index` (0: the stem, then each unit,
+  // then the head): a "layer <index>" line in the traffic log, so the ledger splits one call by layer.
+  void begin_layer(int index) const {
+    const std::lock_guard<std::mutex> lock(g_log_mutex);
+    g_traffic_log += "layer " + std::to_string(index) + "\n";
   }
 };
 

@@ -44,6 +44,8 @@ class CudaExec {
   bool index32(int64_t max_numel) const { return fits_int32(max_numel); }
   // Library calls are always made here; only the emulation counts them (host_emulation.cpp).
   bool library(const char*, const Traffic&) const { return true; }
+  // Where the network's layers start: for the emulation's ledger only.
+  void begin_layer(int) const {}
 
  private:
   c10::cuda::CUDAGuard guard_;

@@ -9,21 +9,26 @@
 // registered in.
 #pragma once
 
+#include <ATen/Context.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/_addmm_activation.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "../aten_convs.h"
 #include "../contract.h"
 #include "../index_math.h"
 #include "../layout.h"
 #include "../network_composite.h"
+#include "../plan_cache.h"
 #include "../unit_orchestration.h"
 #include "bodies.cuh"
 #include "plan.h"
@@ -219,7 +224,7 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   if (x.numel() == 0)
     return at::empty({x.size(0), weight.size(0), x.size(2), x.size(3)},
                      x.options().memory_format(memory_format_of(layout)));
-  const int64_t N = x.size(0), c_in = x.size(1), H = x.size(2), W = x.size(3), c_out = weight.size(0);
+  const int64_t H = x.size(2), W = x.size(3);
   const Tensor b = bias.contiguous();
   if (layout == Layout::NHWC || H * W == 1) return gemm_bias_act(exec, x, layout, weight, b, relu);
   // NCHW with pixels: a batched GEMM, then bias and ReLU in one in-place pass over its result.
@@ -240,45 +245,62 @@ Tensor pointwise_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bi
   return y;
 }
 
-// The stem in one kernel (StemBody): conv, bias, ReLU and max-pool, no intermediate, no indices.
+// The stem in one kernel (StemBody): conv, bias, ReLU and max-pool, no intermediate, no indices; the
+// output in `out_layout` (the input's for the stem op; channels_last for the network, which reads an NCHW
+// image straight into it).
 template <class Exec>
-Tensor stem_impl(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
-  check_stem(x_in, weight_in, bias_in);
-  Exec exec(x_in.device());
-  auto [x, layout] = in_kernel_layout(x_in);
+Tensor run_stem(Exec& exec, const Tensor& x, Layout layout, Layout out_layout, const Tensor& weight_in,
+                const Tensor& bias_in) {
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Cout = weight_in.size(0);
   const int64_t Hc = dwconv3x3_out_size(H, 2), Wc = dwconv3x3_out_size(W, 2);
   const int64_t Hp = dwconv3x3_out_size(Hc, 2), Wp = dwconv3x3_out_size(Wc, 2);
-  Tensor out = at::empty({N, Cout, Hp, Wp}, x.options().memory_format(memory_format_of(layout)));
+  Tensor out = at::empty({N, Cout, Hp, Wp}, x.options().memory_format(memory_format_of(out_layout)));
   if (out.numel() == 0) return out;
+  TORCH_CHECK(layout == out_layout || out_layout == Layout::NHWC,
+              "shufflekernels: internal error, the stem writes NCHW only from NCHW");
   const Tensor w = weight_in.contiguous(), b = bias_in.contiguous();
-  const int width = layout == Layout::NHWC ? vector_width(x.element_size(), {Cout}, {out.const_data_ptr()}) : 1;
+  const int width = out_layout == Layout::NHWC ? vector_width(x.element_size(), {Cout}, {out.const_data_ptr()}) : 1;
   const bool index32 = exec.index32(std::max(out.numel(), x.numel()));
   with_float_type(x.scalar_type(), [&](auto type) {
     using T = decltype(type);
-    with_layout(layout, [&](auto nhwc) {
+    with_layout(out_layout, [&](auto nhwc) {
       constexpr bool kNHWC = decltype(nhwc)::value;
       with_width_and_index<sizeof(T)>(width, index32, [&](auto v, auto index) {
         constexpr int V = kNHWC ? decltype(v)::value : 1;  // NCHW: one element an item
         using index_t = decltype(index);
-        auto i = [](int64_t value) { return static_cast<index_t>(value); };
-        StemBody<T, index_t, V, kNHWC> body{x.const_data_ptr<T>(),
-                                            w.const_data_ptr<T>(),
-                                            b.const_data_ptr<T>(),
-                                            out.data_ptr<T>(),
-                                            i(Cin),
-                                            i(Cout),
-                                            i(H),
-                                            i(W),
-                                            i(Hc),
-                                            i(Wc),
-                                            i(Hp),
-                                            i(Wp)};
-        exec.run(body, static_cast<index_t>(out.numel() / V));
+        auto go = [&](auto in_nhwc) {
+          auto i = [](int64_t value) { return static_cast<index_t>(value); };
+          StemBody<T, index_t, V, kNHWC, decltype(in_nhwc)::value> body{x.const_data_ptr<T>(),
+                                                                        w.const_data_ptr<T>(),
+                                                                        b.const_data_ptr<T>(),
+                                                                        out.data_ptr<T>(),
+                                                                        i(Cin),
+                                                                        i(Cout),
+                                                                        i(H),
+                                                                        i(W),
+                                                                        i(Hc),
+                                                                        i(Wc),
+                                                                        i(Hp),
+                                                                        i(Wp)};
+          exec.run(body, static_cast<index_t>(out.numel() / V));
+        };
+        if constexpr (kNHWC) {
+          layout == Layout::NHWC ? go(std::true_type{}) : go(std::false_type{});
+        } else {
+          go(std::false_type{});
+        }
       });
     });
   });
   return out;
+}
+
+template <class Exec>
+Tensor stem_impl(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {
+  check_stem(x_in, weight, bias);
+  Exec exec(x_in.device());
+  auto [x, layout] = in_kernel_layout(x_in);
+  return run_stem(exec, x, layout, layout, weight, bias);
 }
 
 // The units' primitives on this backend (csrc/unit_orchestration.h): cuBLAS GEMMs through ATen,
@@ -339,19 +361,160 @@ Tensor down_unit_impl(const Tensor& x_in, const Tensor& dw1_w, const Tensor& dw1
   return down_unit_generic(prims, x, layout, cb, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b);
 }
 
-// Every op of one library on one dispatch key, run by the executor Exec: the CUDA key of shufflekernels
-// (kernels_cuda.cu) and the CPU key of shufflekernels_cuda_emulated (host_emulation.cpp).
-// The whole network as the layer ops of this executor's library, one after another (CUDA graphs capture
-// it as one replay; the CPU runs it from a plan instead, csrc/cpu/network.cpp).
+// ------------------------------------------------------------------------------------------------
+// The whole network (docs/design.md, "The native CUDA network")
+// ------------------------------------------------------------------------------------------------
+
+// z = [part a | part b] of a unit in the network (UnitDepthwiseBody), channels_last: b's depthwise conv
+// (b_w, b_b) at `stride`, and a's with (a_w, a_b), or a copied when a_w is undefined (stride 1). a and b
+// are channels_last tensors or channel slices of one, of the same image size.
 template <class Exec>
-Tensor shufflenet_impl(const Tensor& x, at::TensorList params, at::IntArrayRef stage_repeats) {
-  check_shufflenet(x, params, stage_repeats);
-  Exec exec(x.device());
-  return shufflenet_composite(
-      Exec::kLibrary, x, params, stage_repeats,
-      [&](const char* name, int64_t read, int64_t written) { return exec.library(name, Traffic{read, written}); });
+Tensor run_unit_dwconv(Exec& exec, const Tensor& a, const Tensor& a_w, const Tensor& a_b, const Tensor& b,
+                       const Tensor& b_w, const Tensor& b_b, int64_t stride) {
+  const int64_t N = b.size(0), H = b.size(2), W = b.size(3), Ca = a.size(1), Cb = b.size(1);
+  const int64_t Ho = dwconv3x3_out_size(H, stride), Wo = dwconv3x3_out_size(W, stride);
+  TORCH_CHECK(a_w.defined() || stride == 1, "shufflekernels: internal error, a unit copies its input only at stride 1");
+  Tensor out = at::empty({N, Ca + Cb, Ho, Wo}, b.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (out.numel() == 0) return out;
+  const Tensor ab = a_b.defined() ? a_b.contiguous() : Tensor(), bb = b_b.contiguous();
+  const int64_t sa = branch_stride(a, Layout::NHWC), sb = branch_stride(b, Layout::NHWC);
+  const int width =
+      vector_width(b.element_size(), {Ca, Cb, sa, sb}, {a.const_data_ptr(), b.const_data_ptr(), out.const_data_ptr()});
+  const bool index32 = exec.index32(std::max(out.numel(), N * H * W * std::max(sa, sb)));
+  with_float_type(b.scalar_type(), [&](auto type) {
+    using T = decltype(type);
+    with_width_and_index<sizeof(T)>(width, index32, [&](auto v, auto index) {
+      constexpr int V = decltype(v)::value;
+      using index_t = decltype(index);
+      auto go = [&](auto s) {
+        using Body = UnitDepthwiseBody<T, index_t, V, decltype(s)::value>;
+        auto i = [](int64_t value) { return static_cast<index_t>(value); };
+        auto part = [&](const Tensor& in, int64_t pixel_stride, const Tensor& w, const Tensor& bias) {
+          if (!w.defined()) return typename Body::Part{in.const_data_ptr<T>(), i(pixel_stride), i(in.size(1))};
+          return typename Body::Part{in.const_data_ptr<T>(), i(pixel_stride), i(in.size(1)),  w.const_data_ptr<T>(),
+                                     i(w.stride(0)),         i(w.stride(2)),  i(w.stride(3)), bias.const_data_ptr<T>()};
+        };
+        Body body{part(a, sa, a_w, ab), part(b, sb, b_w, bb), out.data_ptr<T>(), i(H), i(W), i(Ho), i(Wo)};
+        exec.run(body, static_cast<index_t>(out.numel() / V));
+      };
+      stride == 1 ? go(std::integral_constant<int, 1>{}) : go(std::integral_constant<int, 2>{});
+    });
+  });
+  return out;
 }
 
+// A unit's final 1x1 conv in the network: both branches' last 1x1 convs as one GEMM over z (above) that
+// writes the unit's shuffled output itself, its output channels interleaved: channel 2j is branch 1's
+// channel j (the down unit's pw3 over part a; the split unit's identity, a 1 at input j), 2j + 1 is
+// branch 2's (pw2 over part b); the bias interleaved the same way (0 for the identity). So a unit is
+// three launches (1x1, depthwise, this GEMM) with no interleave pass, at the price of the zero blocks:
+// 4x pw2's multiply-adds in a split unit, 2x pw3's and pw2's in a down unit.
+// Its ReLU epilogue covers every output channel: right for the down unit, whose branches both end in a
+// ReLU, and for the split unit's identity half because in the network every unit's input is a ReLU's
+// output (the stem's max-pool of one, or a unit's), so never negative; relu(x) == x there.
+// The identity passes exactly: x * 1 plus products with zero, accumulated in float32 (or TF32's
+// rounding, which shufflenet_impl does not use this path under).
+struct UnitGemm {
+  Tensor weight;  // [2 cb, Ca + Cb, 1, 1]
+  Tensor bias;    // [2 cb]
+};
+
+// One UnitGemm a unit, in the network's order: made once per set of weights (plan_cache.h), on their
+// device and in their dtype, so a forward makes no weight copies.
+struct UnitGemms {
+  std::vector<UnitGemm> units;
+};
+
+// branch1: [cb, Ca, 1, 1] (and its bias), or undefined for the identity over Ca == cb channels.
+inline UnitGemm make_unit_gemm(const Tensor& branch1, const Tensor& branch1_bias, int64_t ca, const Tensor& pw2_w,
+                               const Tensor& pw2_b) {
+  const int64_t cb = pw2_w.size(0);
+  Tensor w = at::zeros({cb, 2, ca + cb}, pw2_w.options().memory_format(at::MemoryFormat::Contiguous));
+  Tensor b = at::zeros({cb, 2}, pw2_b.options());
+  if (branch1.defined()) {
+    w.select(1, 0).narrow(1, 0, ca).copy_(branch1.reshape({cb, ca}));
+    b.select(1, 0).copy_(branch1_bias);
+  } else {
+    w.select(1, 0).narrow(1, 0, ca).diagonal().fill_(1);
+  }
+  w.select(1, 1).narrow(1, ca, cb).copy_(pw2_w.reshape({cb, cb}));
+  b.select(1, 1).copy_(pw2_b);
+  return {w.view({2 * cb, ca + cb, 1, 1}), b.view({2 * cb})};
+}
+
+inline std::shared_ptr<const UnitGemms> make_unit_gemms(at::TensorList params, at::IntArrayRef stage_repeats) {
+  auto gemms = std::make_shared<UnitGemms>();
+  size_t i = 2;
+  for (int64_t repeats : stage_repeats) {
+    gemms->units.push_back(
+        make_unit_gemm(params[i + 2], params[i + 3], params[i].size(0), params[i + 8], params[i + 9]));
+    i += 10;
+    for (int64_t u = 1; u < repeats; ++u, i += 6) {
+      gemms->units.push_back(make_unit_gemm(Tensor(), Tensor(), params[i + 4].size(0), params[i + 4], params[i + 5]));
+    }
+  }
+  return gemms;
+}
+
+template <class Exec>
+PlanCache<UnitGemms>& unit_gemm_plans() {
+  static auto* const cache = new PlanCache<UnitGemms>();  // never destroyed: ops may run during exit
+  return *cache;
+}
+
+// The whole network: the stem (reading the image in its own layout, writing channels_last), each unit
+// as three launches (its first 1x1 with bias and ReLU in the GEMM epilogue, run_unit_dwconv, and its
+// UnitGemm), then conv5 (epilogue), the mean and the classifier: 52 launches at ShuffleNetV2's
+// 4/8/4 units (docs/design.md). exec.begin_layer marks where each layer's launches start (the ledger
+// reads them from the emulation; on the GPU it does nothing). CUDA graphs capture it as one replay.
+template <class Exec>
+Tensor shufflenet_impl(const Tensor& x_in, at::TensorList params, at::IntArrayRef stage_repeats) {
+  check_shufflenet(x_in, params, stage_repeats);
+  Exec exec(x_in.device());
+  // With TF32 allowed for float32 GEMMs the identity half would be rounded to TF32; an empty batch has
+  // nothing to plan. Both run the layer ops instead.
+  const bool tf32 = x_in.scalar_type() == at::kFloat && at::globalContext().allowTF32CuBLAS();
+  if (x_in.size(0) == 0 || tf32) {
+    return shufflenet_composite(
+        Exec::kLibrary, x_in, params, stage_repeats,
+        [&](const char* name, int64_t read, int64_t written) { return exec.library(name, Traffic{read, written}); });
+  }
+  const auto gemms = unit_gemm_plans<Exec>().get(params, [&] { return make_unit_gemms(params, stage_repeats); });
+  const auto [x, layout] = in_kernel_layout(x_in);
+  int layer = 0;
+  exec.begin_layer(layer++);
+  Tensor y = run_stem(exec, x, layout, Layout::NHWC, params[0], params[1]);
+  size_t i = 2, u = 0;
+  for (int64_t repeats : stage_repeats) {
+    for (int64_t r = 0; r < repeats; ++r, ++u) {
+      exec.begin_layer(layer++);
+      Tensor z;
+      if (r == 0) {  // the down unit: dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b
+        const Tensor t = gemm_bias_act(exec, y, Layout::NHWC, params[i + 4], params[i + 5].contiguous(), true);
+        z = run_unit_dwconv(exec, y, params[i], params[i + 1], t, params[i + 6], params[i + 7], 2);
+        i += 10;
+      } else {  // a split unit: pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b
+        const int64_t cb = y.size(1) / 2;
+        const Tensor t =
+            gemm_bias_act(exec, y.narrow(1, cb, cb), Layout::NHWC, params[i], params[i + 1].contiguous(), true);
+        z = run_unit_dwconv(exec, y.narrow(1, 0, cb), Tensor(), Tensor(), t, params[i + 2], params[i + 3], 1);
+        i += 6;
+      }
+      const UnitGemm& g = gemms->units[u];
+      y = gemm_bias_act(exec, z, Layout::NHWC, g.weight, g.bias, true);
+    }
+  }
+  exec.begin_layer(layer);
+  y = gemm_bias_act(exec, y, Layout::NHWC, params[i], params[i + 1].contiguous(), true);
+  const int64_t N = y.size(0), C = y.size(1), es = y.element_size();
+  const Tensor features = run_library(
+      exec, "mean", Traffic{y.numel() * es, N * C * es}, [&] { return y.mean({2, 3}, /*keepdim=*/true); },
+      [&] { return at::empty({N, C, 1, 1}, y.options()); });
+  return gemm_bias_act(exec, features, Layout::NCHW, params[i + 2], params[i + 3].contiguous(), false).flatten(1);
+}
+
+// Every op of one library on one dispatch key, run by the executor Exec: the CUDA key of shufflekernels
+// (kernels_cuda.cu) and the CPU key of shufflekernels_cuda_emulated (host_emulation.cpp).
 template <class Exec>
 void register_ops(torch::Library& m) {
   m.impl("channel_shuffle", &channel_shuffle_impl<Exec>);
