@@ -63,14 +63,18 @@ class WeightSources {
 template <class Plan>
 class PlanCache {
  public:
+  // The plan for `params` if there is one up to date, else null.
+  std::shared_ptr<const Plan> find(at::TensorList params) {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return find_locked(params);
+  }
+
   // The plan for `params`, made by make() (a std::shared_ptr<const Plan>) if there is none up to date.
   template <class Make>
   std::shared_ptr<const Plan> get(at::TensorList params, Make&& make) {
     const std::lock_guard<std::mutex> lock(mutex_);
+    if (auto plan = find_locked(params)) return plan;
     const void* key = params.empty() ? nullptr : params[0].const_data_ptr();
-    for (const Entry& e : entries_) {
-      if (e.sources.key() == key && e.sources.matches(params)) return e.plan;
-    }
     entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
                                   [&](const Entry& e) { return !e.sources.alive() || e.sources.key() == key; }),
                    entries_.end());
@@ -79,6 +83,14 @@ class PlanCache {
   }
 
  private:
+  std::shared_ptr<const Plan> find_locked(at::TensorList params) const {
+    const void* key = params.empty() ? nullptr : params[0].const_data_ptr();
+    for (const Entry& e : entries_) {
+      if (e.sources.key() == key && e.sources.matches(params)) return e.plan;
+    }
+    return nullptr;
+  }
+
   struct Entry {
     WeightSources sources;
     std::shared_ptr<const Plan> plan;

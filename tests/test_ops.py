@@ -12,6 +12,7 @@ from shufflekernels import reference as ref
 from shufflekernels import registry
 
 from conftest import (
+    EMULATED_CUDA,
     LAYOUTS,
     assert_same_format,
     kernel_devices,
@@ -279,4 +280,41 @@ def test_packed_weights_stay_correct(case):
         )
         torch.testing.assert_close(
             sk.ops.pointwise(x, pw_w, pw_b, backend="native"), ref.pointwise(x, pw_w, pw_b), atol=1e-4, rtol=1e-4
+        )
+
+
+# The network op runs from a plan made once per set of weights (the CPU's packed weights and arena, the
+# CUDA path's unit GEMM weights; csrc/plan_cache.h). (case, reason): every call must still match the
+# reference.
+NETWORK_PLAN_CASES = {
+    "repeated": "calls reuse the plan",
+    "updated in place": "an in-place update bumps the version: a new plan, not a stale one",
+    "reallocated": "new weights, likely at the freed addresses: never the old plan",
+    "inference tensors": "no version counter: planned by address, and a new address is a new plan",
+}
+
+
+@pytest.mark.parametrize("device", [p for p in kernel_devices() if p.values[0] in ("cpu", "cuda", EMULATED_CUDA)])
+@pytest.mark.parametrize("case", list(NETWORK_PLAN_CASES), ids=str)
+def test_network_plan_stays_correct(case, device):
+    case_args = CASES["shufflenet"][1][0]  # x0.5 widths, batch 3
+
+    def make(seed):
+        with torch.inference_mode(case == "inference tensors"):
+            x, params, repeats = registry.OPS["shufflenet"].make_args(case_args, torch.Generator().manual_seed(seed))
+            return x.to(tensor_device(device)), [p.to(tensor_device(device)) for p in params], repeats
+
+    x, params, repeats = make(0)
+    for step in range(3):
+        if step == 1 and case == "updated in place":
+            params[-4].mul_(-1.5)  # conv5's weight
+            params[4].add_(0.25)  # the first down unit's pw3
+        if step == 1 and case in ("reallocated", "inference tensors"):
+            del params
+            _, params, _ = make(1)
+        torch.testing.assert_close(
+            run_native(device, "shufflenet", x, params, repeats),
+            ref.shufflenet(x, params, repeats),
+            atol=1e-4,
+            rtol=1e-4,
         )

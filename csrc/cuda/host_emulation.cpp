@@ -66,6 +66,10 @@ class HostExec {
     return !g_dry_run;
   }
 
+  // Host threads have finished their work when run() returns, and capture no graph.
+  bool capturing() const { return false; }
+  void synchronize() const {}
+
   // The network (ops_impl.h, shufflenet_impl) starts its layer `index` (0: the stem, then each unit,
   // then the head): a "layer <index>" line in the traffic log, so the ledger splits one call by layer.
   void begin_layer(int index) const {

@@ -47,6 +47,13 @@ class CudaExec {
   // Where the network's layers start: for the emulation's ledger only.
   void begin_layer(int) const {}
 
+  bool capturing() const {
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    C10_CUDA_CHECK(cudaStreamIsCapturing(stream_, &status));
+    return status != cudaStreamCaptureStatusNone;
+  }
+  void synchronize() const { C10_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
  private:
   c10::cuda::CUDAGuard guard_;
   c10::cuda::CUDAStream stream_;

@@ -5,8 +5,9 @@
 // Exec(device) holds what a launch needs (device guard, stream); exec.run(body, items) runs body(i) for
 // every i < items; exec.index32(n) says whether 32-bit indices may be used for a launch whose largest
 // tensor has n elements; exec.library(name, traffic) is told of each library call before it is made
-// and says whether to make it (run_library); Exec::kLibrary names the op library its kernels are
-// registered in.
+// and says whether to make it (run_library); exec.capturing() says whether its stream is capturing a
+// CUDA graph, exec.synchronize() waits for the work queued on it; Exec::kLibrary names the op library
+// its kernels are registered in.
 #pragma once
 
 #include <ATen/Context.h>
@@ -471,15 +472,22 @@ template <class Exec>
 Tensor shufflenet_impl(const Tensor& x_in, at::TensorList params, at::IntArrayRef stage_repeats) {
   check_shufflenet(x_in, params, stage_repeats);
   Exec exec(x_in.device());
+  // The unit GEMMs' weights, made on the first call with these weights. Not while a CUDA graph is being
+  // captured: made there, they would be computed only by the graph's replays (and freed with it), yet
+  // kept for eager calls. Made, they are read from any stream later, so their kernels finish first.
+  std::shared_ptr<const UnitGemms> gemms = unit_gemm_plans<Exec>().find(params);
+  if (!gemms && !exec.capturing()) {
+    gemms = unit_gemm_plans<Exec>().get(params, [&] { return make_unit_gemms(params, stage_repeats); });
+    exec.synchronize();
+  }
   // With TF32 allowed for float32 GEMMs the identity half would be rounded to TF32; an empty batch has
-  // nothing to plan. Both run the layer ops instead.
+  // nothing to plan; a graph captured before any eager call has no plan. These run the layer ops.
   const bool tf32 = x_in.scalar_type() == at::kFloat && at::globalContext().allowTF32CuBLAS();
-  if (x_in.size(0) == 0 || tf32) {
+  if (x_in.size(0) == 0 || tf32 || !gemms) {
     return shufflenet_composite(
         Exec::kLibrary, x_in, params, stage_repeats,
         [&](const char* name, int64_t read, int64_t written) { return exec.library(name, Traffic{read, written}); });
   }
-  const auto gemms = unit_gemm_plans<Exec>().get(params, [&] { return make_unit_gemms(params, stage_repeats); });
   const auto [x, layout] = in_kernel_layout(x_in);
   int layer = 0;
   exec.begin_layer(layer++);
