@@ -5,7 +5,8 @@
 For each instruction set, one worker process runs with the engine capped to it (SK_ENGINE_ISA) and MKL
 capped the same way (MKL_ENABLE_INSTRUCTIONS), so both sides use the same vector width. In the worker,
 every shape is timed for the engine (``torch.ops.shufflekernels.pointwise`` on channels_last input with
-the weight stored K-major, as the fused model keeps it: bias and ReLU included) and for MKL
+the weight stored K-major and declared for panel packing, as the fused model keeps and declares it:
+bias and ReLU included) and for MKL
 (``torch.mm`` of the same [pixels, Cin] x [Cin, Cout] matrices, no bias), rounds interleaved, medians.
 The peak is the ISA's float32 FLOPs per cycle and core at the clock /proc/cpuinfo reports (a virtual
 machine reports its nominal clock, not the boost one: pass --ghz to use another): two 256-bit FMA
@@ -53,6 +54,7 @@ def worker(args) -> None:
     for name, m, k, n in network_shapes(args.width, args.batch):
         x = torch.randn(1, k, 1, m, generator=g).contiguous(memory_format=torch.channels_last)
         w = (torch.randn(n, k, 1, 1, generator=g) / k**0.5).reshape(n, k).t().contiguous().t().reshape(n, k, 1, 1)
+        torch.ops.shufflekernels.prepack([w])  # as FusedShuffleNetV2 declares its 1x1 weights
         bias = torch.randn(n, generator=g)
         a, b = x.permute(0, 2, 3, 1).reshape(m, k), w.reshape(n, k).t()
         engine = lambda: torch.ops.shufflekernels.pointwise(x, w, bias, True)  # noqa: E731
