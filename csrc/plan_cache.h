@@ -16,7 +16,8 @@ namespace shufflekernels {
 
 // The weights a plan was made from, as they were then: each one's storage (held weakly), data pointer
 // and version counter. A plan is stale once any of them changed, so in-place updates through torch
-// (load_state_dict, in-place ops) are seen.
+// (load_state_dict, in-place ops) are seen; writes that bypass the version counter (through .data,
+// numpy, or to inference tensors in place) are not (docs/design.md, "The whole network").
 class WeightSources {
  public:
   explicit WeightSources(at::TensorList params) {
@@ -63,12 +64,6 @@ class WeightSources {
 template <class Plan>
 class PlanCache {
  public:
-  // The plan for `params` if there is one up to date, else null.
-  std::shared_ptr<const Plan> find(at::TensorList params) {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    return find_locked(params);
-  }
-
   // The plan for `params`, made by make() (a std::shared_ptr<const Plan>) if there is none up to date.
   template <class Make>
   std::shared_ptr<const Plan> get(at::TensorList params, Make&& make) {

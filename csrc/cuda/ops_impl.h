@@ -414,7 +414,10 @@ Tensor run_unit_dwconv(Exec& exec, const Tensor& a, const Tensor& a_w, const Ten
 // ReLU, and for the split unit's identity half because in the network every unit's input is a ReLU's
 // output (the stem's max-pool of one, or a unit's), so never negative; relu(x) == x there.
 // The identity passes exactly: x * 1 plus products with zero, accumulated in float32 (or TF32's
-// rounding, which shufflenet_impl does not use this path under).
+// rounding, which shufflenet_impl does not use this path under). A product with zero is NaN where z
+// holds an infinity or NaN, so a non-finite value at a pixel of z turns every output channel of that
+// pixel whose weight row has a zero there into NaN (the other branch's channels, or the identity half),
+// where the layer ops keep them finite.
 struct UnitGemm {
   Tensor weight;  // [2 cb, Ca + Cb, 1, 1]
   Tensor bias;    // [2 cb]
@@ -467,27 +470,31 @@ PlanCache<UnitGemms>& unit_gemm_plans() {
 // as three launches (its first 1x1 with bias and ReLU in the GEMM epilogue, run_unit_dwconv, and its
 // UnitGemm), then conv5 (epilogue), the mean and the classifier: 52 launches at ShuffleNetV2's
 // 4/8/4 units (docs/design.md). exec.begin_layer marks where each layer's launches start (the ledger
-// reads them from the emulation; on the GPU it does nothing). CUDA graphs capture it as one replay.
+// reads them from the emulation; on the GPU it does nothing). A CUDA graph captures the layer ops (below).
 template <class Exec>
 Tensor shufflenet_impl(const Tensor& x_in, at::TensorList params, at::IntArrayRef stage_repeats) {
   check_shufflenet(x_in, params, stage_repeats);
   Exec exec(x_in.device());
-  // The unit GEMMs' weights, made on the first call with these weights. Not while a CUDA graph is being
-  // captured: made there, they would be computed only by the graph's replays (and freed with it), yet
-  // kept for eager calls. Made, they are read from any stream later, so their kernels finish first.
-  std::shared_ptr<const UnitGemms> gemms = unit_gemm_plans<Exec>().find(params);
-  if (!gemms && !exec.capturing()) {
-    gemms = unit_gemm_plans<Exec>().get(params, [&] { return make_unit_gemms(params, stage_repeats); });
-    exec.synchronize();
-  }
-  // With TF32 allowed for float32 GEMMs the identity half would be rounded to TF32; an empty batch has
-  // nothing to plan; a graph captured before any eager call has no plan. These run the layer ops.
+  // The layer ops instead of the plan:
+  // - with TF32 allowed for float32 GEMMs, which would round the identity half;
+  // - for an empty batch, which has nothing to compute;
+  // - while a CUDA graph is captured: a graph keeps the addresses it was captured with, so the unit
+  //   GEMMs' weights would stay as they were at capture when the model's weights are updated in place,
+  //   and be freed under it when a later eager call remakes the plan. The layer ops read every weight
+  //   where it lies on each replay.
   const bool tf32 = x_in.scalar_type() == at::kFloat && at::globalContext().allowTF32CuBLAS();
-  if (x_in.size(0) == 0 || tf32 || !gemms) {
+  if (x_in.size(0) == 0 || tf32 || exec.capturing()) {
     return shufflenet_composite(
         Exec::kLibrary, x_in, params, stage_repeats,
         [&](const char* name, int64_t read, int64_t written) { return exec.library(name, Traffic{read, written}); });
   }
+  // The unit GEMMs' weights, made on the first call with these weights. Once cached, any thread may read
+  // them from any stream, so their kernels finish before they are.
+  const auto gemms = unit_gemm_plans<Exec>().get(params, [&] {
+    auto made = make_unit_gemms(params, stage_repeats);
+    exec.synchronize();
+    return made;
+  });
   const auto [x, layout] = in_kernel_layout(x_in);
   int layer = 0;
   exec.begin_layer(layer++);
