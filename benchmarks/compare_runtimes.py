@@ -88,6 +88,17 @@ def _worker(provider: str, width: float, batch: int, threads: int, conn, sys_pat
     if sys_path is not None:  # another environment's Python: spawn gave it the driver's sys.path
         sys.path[:] = sys_path
     sys.path.insert(0, str(Path(__file__).parent))
+    # --isa on a runtime with no switch: import it from a copy that sees no wider ISA (xcr0_cap.py).
+    cap = os.environ.get("SK_XCR0_CAP") if provider in XCR0_CAPPED else None
+    if cap:
+        from xcr0_cap import capped_copy
+
+        try:
+            copy = capped_copy(XCR0_CAPPED[provider], cap)
+            sys.path.insert(0, str(copy))
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            print(f"  {PROVIDERS[provider]}: left uncapped ({e})", file=sys.stderr)
+            cap = None
     import torch
 
     from providers import randomized_model
@@ -104,9 +115,22 @@ def _worker(provider: str, width: float, batch: int, threads: int, conn, sys_pat
             conn.send(("failed", f"{type(e).__name__}: {e}"))
             return
         err = ((got - expected).norm() / expected.norm()).item()
+        if cap:  # every part of the runtime imported so far must come from the capped copy
+            from xcr0_cap import loaded_from
+
+            stray = [
+                name
+                for name, module in list(sys.modules.items())
+                if name.split(".")[0] in XCR0_CAPPED[provider]
+                and getattr(module, "__file__", None)
+                and not loaded_from(module, copy)
+            ]
+            if stray:
+                conn.send(("failed", f"the {cap} cap did not take: {', '.join(stray[:3])} imported from elsewhere"))
+                return
         for _ in range(3):
             fn(x)
-        conn.send(("ready", err))
+        conn.send(("ready", (err, bool(cap))))
         while True:
             iters = conn.recv()
             if iters is None:
@@ -193,7 +217,7 @@ def compare(
             ctx.set_executable(default_python)
         child.close()  # else a worker that dies never gives this end an EOF, and recv() waits forever
         workers[p] = (proc, parent)
-    errors = {}
+    errors, capped = {}, {}
     for p, (proc, conn) in list(workers.items()):  # workers build in parallel; wait for each in turn
         try:
             status, detail = conn.recv()
@@ -205,7 +229,7 @@ def compare(
             proc.join(timeout=30)
             del workers[p]
             continue
-        errors[p] = detail
+        errors[p], capped[p] = detail
     # A round lasts about a tenth of a second. The other workers are stopped during it (_run_alone):
     # an idle ONNX Runtime pool keeps spinning, and measured alongside it the fused model's x0.5 batch 1
     # went from 0.92 ms to 1.70 ms. The short wait before each round lets the machine settle.
@@ -252,6 +276,7 @@ def compare(
                 "median_ms": median * 1e3,
                 "img_per_s": batch / median,
                 "rel_err": errors[p],
+                "xcr0_capped": capped[p],  # run from a copy that sees no AVX-512 (xcr0_cap.py)
                 "p50_ms": p50 * 1e3,
                 "p90_ms": p90 * 1e3,
                 "p90_over_p50": p90 / p50,
@@ -262,8 +287,10 @@ def compare(
 
 
 # --isa avx2: what caps each runtime's vector code to AVX2 on an AVX-512 machine (set for every worker),
-# and the providers it reaches. ONNX Runtime (MLAS), MNN and XNNPACK choose their kernels from CPUID
-# with no such switch, so they keep AVX-512: against them a capped run is a lower bound on the lead.
+# and the providers it reaches. ONNX Runtime (MLAS) and XNNPACK choose their kernels from the hardware
+# with no such switch: their workers import a copy whose XGETBV reports no AVX-512 state (xcr0_cap.py;
+# a worker that cannot make one runs uncapped and is not starred). MNN's wheel has no AVX-512 code (no
+# zmm instruction in _mnncengine), so it runs its AVX2 kernels either way.
 ISA_CAPS = {
     "avx2": {
         "SK_ENGINE_ISA": "avx2",
@@ -279,6 +306,7 @@ CAPPED = {
     "eager": "oneDNN/MKL (ONEDNN_MAX_CPU_ISA, MKL_ENABLE_INSTRUCTIONS)",
     "compile": "oneDNN/MKL, Inductor's loops (cpp.simdlen 256)",
 }
+XCR0_CAPPED = {"ort": ("onnxruntime",), "executorch": ("executorch",)}  # provider: the modules copied
 
 
 def cpu_description() -> str:
@@ -311,7 +339,7 @@ def main() -> int:
     ap.add_argument(
         "--isa",
         choices=sorted(ISA_CAPS),
-        help="cap every runtime that has a switch for it to this instruction set (see ISA_CAPS): the AVX2 "
+        help="cap every runtime to this instruction set (ISA_CAPS, XCR0_CAPPED): the AVX2 "
         "path measured on an AVX-512 machine",
     )
     ap.add_argument("--json")
@@ -319,11 +347,9 @@ def main() -> int:
     cpu = cpu_description()
     print(f"CPU: {cpu}", file=sys.stderr)
     if args.isa:
-        os.environ.update(ISA_CAPS[args.isa])  # spawned workers inherit it
-        print(
-            f"capped to {args.isa}: " + "; ".join(f"{PROVIDERS[p]}: {how}" for p, how in CAPPED.items()),
-            file=sys.stderr,
-        )
+        os.environ.update(ISA_CAPS[args.isa], SK_XCR0_CAP=args.isa)  # spawned workers inherit it
+        how = {**CAPPED, **{p: "a copy whose XGETBV reports no AVX-512 state" for p in XCR0_CAPPED}}
+        print(f"capped to {args.isa}: " + "; ".join(f"{PROVIDERS[p]}: {h}" for p, h in how.items()), file=sys.stderr)
     providers = args.providers.split(",")
     unknown = [p for p in providers if p not in PROVIDERS]
     if unknown:
@@ -350,7 +376,7 @@ def main() -> int:
             )
             for r in results:
                 ratio = f"{r['median_ms'] / fused['median_ms']:.2f}x" if fused else "-"
-                name = r["provider"] + (" *" if args.isa and r["key"] in CAPPED else "")
+                name = r["provider"] + (" *" if args.isa and (r["key"] in CAPPED or r["xcr0_capped"]) else "")
                 print(
                     f"{name:32} {r['median_ms']:9.2f} {r['img_per_s']:7.0f} {r['p50_ms']:8.2f} "
                     f"{r['p90_ms']:8.2f} {r['p90_over_p50']:7.2f} {ratio:>11} {r['rel_err']:8.1e}"
