@@ -9,7 +9,6 @@ import ctypes
 import platform
 import shutil
 import subprocess
-import sys
 
 import pytest
 import xcr0_cap
@@ -48,8 +47,7 @@ def fake_runtime(tmp_path, monkeypatch):
     )
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    yield package
-    sys.modules.pop("sk_fake_runtime", None)
+    return package
 
 
 @pytest.mark.skipif(not _os_saves_avx(), reason="the OS does not enable XSAVE state here")

@@ -65,11 +65,13 @@ def _code_offsets(elf: Path) -> list[tuple[int, int, int]]:
 
 def patch_xgetbv(elf: Path, isa: str) -> int:
     """Rewrites every `xgetbv` that objdump disassembles in elf's code; returns how many."""
+    data = bytearray(elf.read_bytes())
+    if XGETBV not in data:  # most of a package's libraries: no need to disassemble them
+        return 0
     listing = subprocess.run(["objdump", "-d", "-w", str(elf)], capture_output=True, text=True).stdout
     addresses = [int(m.group(1), 16) for m in re.finditer(r"^\s*([0-9a-f]+):\s+0f 01 d0\s+xgetbv", listing, re.M)]
     if not addresses:
         return 0
-    data = bytearray(elf.read_bytes())
     sections = _code_offsets(elf)
     for vma in addresses:
         offset = next(off + vma - v for v, off, size in sections if v <= vma < v + size)
@@ -78,6 +80,11 @@ def patch_xgetbv(elf: Path, isa: str) -> int:
         data[offset : offset + 3] = REPLACEMENT[isa]
     elf.write_bytes(data)
     return len(addresses)
+
+
+def _is_elf(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(4) == b"\x7fELF"
 
 
 def capped_copy(modules: tuple[str, ...], isa: str) -> Path:
@@ -103,7 +110,7 @@ def capped_copy(modules: tuple[str, ...], isa: str) -> Path:
             shutil.copy2(s, staging / s.name)
     patched = 0
     for f in staging.rglob("*"):
-        if f.is_file() and not f.is_symlink() and f.open("rb").read(4) == b"\x7fELF":
+        if f.is_file() and not f.is_symlink() and _is_elf(f):
             patched += patch_xgetbv(f, isa)
     if patched == 0:
         shutil.rmtree(staging)

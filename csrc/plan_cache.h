@@ -68,8 +68,10 @@ class PlanCache {
   template <class Make>
   std::shared_ptr<const Plan> get(at::TensorList params, Make&& make) {
     const std::lock_guard<std::mutex> lock(mutex_);
-    if (auto plan = find_locked(params)) return plan;
     const void* key = params.empty() ? nullptr : params[0].const_data_ptr();
+    for (const Entry& e : entries_) {
+      if (e.sources.key() == key && e.sources.matches(params)) return e.plan;
+    }
     entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
                                   [&](const Entry& e) { return !e.sources.alive() || e.sources.key() == key; }),
                    entries_.end());
@@ -78,14 +80,6 @@ class PlanCache {
   }
 
  private:
-  std::shared_ptr<const Plan> find_locked(at::TensorList params) const {
-    const void* key = params.empty() ? nullptr : params[0].const_data_ptr();
-    for (const Entry& e : entries_) {
-      if (e.sources.key() == key && e.sources.matches(params)) return e.plan;
-    }
-    return nullptr;
-  }
-
   struct Entry {
     WeightSources sources;
     std::shared_ptr<const Plan> plan;
