@@ -12,6 +12,8 @@ import torch
 import shufflekernels as sk
 from shufflekernels import _library, registry
 
+import global_state
+
 # dtype -> (atol, rtol) for ops that round (the permutations are compared exactly). Low-precision
 # results are compared against the float32 reference, rounded once.
 TOLERANCES = {
@@ -31,10 +33,22 @@ requires_cuda = pytest.mark.skipif(not CUDA_USABLE, reason="CUDA kernels not bui
 def exact_float32_references():
     """Float32 parity is checked to 1e-4 or tighter, but on a GPU torch runs conv2d (the references, the
     CUDA stem) in TF32 by default, a 10-bit mantissa. The tests compare exact float32 on both sides."""
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    saved = global_state.snapshot()
+    global_state.set_tf32(matmul=False, conv=False)
     yield
-    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    global_state.restore(saved)
+
+
+@pytest.fixture(autouse=True)
+def leaves_no_global_state():
+    """Fails a test that leaves a torch flag, the thread count, an environment variable or a backend
+    table changed (and puts it back, so that the next test starts from the session's state)."""
+    before = global_state.snapshot()
+    yield
+    changed = global_state.differences(before, global_state.snapshot())
+    if changed:
+        global_state.restore(before)
+        pytest.fail("the test left global state changed: " + "; ".join(changed), pytrace=False)
 
 
 def photographs(size: int = 224) -> torch.Tensor:

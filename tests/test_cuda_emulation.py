@@ -21,6 +21,7 @@ import shufflekernels as sk
 from shufflekernels import model as model_module
 from shufflekernels import reference as ref
 
+import global_state
 from conftest import requires_cuda_emulation
 from test_model import assert_logits_match, reference_model
 from test_ops import _unit_params
@@ -252,7 +253,7 @@ def test_network_launch_plan():
     assert _launches() == ["stem nhwc v8 i32", *units]
 
 
-def test_network_under_tf32_runs_the_layer_ops(monkeypatch):
+def test_network_under_tf32_runs_the_layer_ops():
     """A split unit's final GEMM passes its identity half through a 1 in the weights: exact in float32,
     rounded under TF32. With TF32 allowed for float32 GEMMs the network runs the layer ops instead, whose
     identity half is a copy."""
@@ -260,8 +261,8 @@ def test_network_under_tf32_runs_the_layer_ops(monkeypatch):
     x = _x((2, 3, 32, 32), "nchw")
     planned = EMULATED.shufflenet(x, params, repeats)
     assert not any(line.startswith("interleave2") for line in _launches())
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    layered = EMULATED.shufflenet(x, params, repeats)
+    with global_state.tf32_matmul(True):
+        layered = EMULATED.shufflenet(x, params, repeats)
     assert any(line.startswith("interleave2") for line in _launches())
     torch.testing.assert_close(layered, planned)
 

@@ -482,7 +482,11 @@ Tensor shufflenet_impl(const Tensor& x_in, at::TensorList params, at::IntArrayRe
   //   GEMMs' weights would stay as they were at capture when the model's weights are updated in place,
   //   and be freed under it when a later eager call remakes the plan. The layer ops read every weight
   //   where it lies on each replay.
-  const bool tf32 = x_in.scalar_type() == at::kFloat && at::globalContext().allowTF32CuBLAS();
+  // TF32 is read through the fp32_precision API, which resolves the legacy flags too: allowTF32CuBLAS()
+  // raises when a process has set the two APIs to different values.
+  const bool tf32 = x_in.scalar_type() == at::kFloat &&
+                    at::globalContext().float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL) ==
+                        at::Float32Precision::TF32;
   if (x_in.size(0) == 0 || tf32 || exec.capturing()) {
     return shufflenet_composite(
         Exec::kLibrary, x_in, params, stage_repeats,
