@@ -53,8 +53,8 @@ from .common import (
 
 
 # The output channels of each branch one program computes. On a GPU, in half precision, one block
-# covers a branch of up to 128 channels (x0.5 and x1.0 up to stage3): a [64, 128] tensor-core
-# accumulator is 32 registers a thread at 8 warps. float32 takes the IEEE path, an FMA dot whose
+# covers a branch of up to 128 channels (x0.5 and x1.0 up to stage3): a [32, 128] tensor-core
+# accumulator is 16 registers a thread at 8 warps. float32 takes the IEEE path, an FMA dot whose
 # operands are spread across registers, so its blocks stop at 64, as do the down unit's (it runs two
 # depthwise + 1x1 branches). Each further block of a unit recomputes branch b's pw1 and depthwise for
 # its pixels: x1.0 stage4 (232 channels) does that work twice in half precision; past 128 channels a
@@ -66,10 +66,12 @@ def _max_block_n(dtype: torch.dtype, two_branches: bool = False) -> int:
 
 
 # 128 pixels on 8 warps spilled on sm_90 when writing an NCHW output (one 64-bit address per element
-# of a [128, 128] tile); 32 pixels serve the small maps (49 pixels at batch 1 in stage4 and conv5).
+# of a [128, 128] tile), and so did 64 pixels on 4 warps under Triton 3.6 and 3.9 (3.8 sat at exactly
+# 255 registers); on 8 warps they take at most 190 under 3.6, 3.8 and 3.9. 32 pixels serve the small
+# maps (49 pixels at batch 1 in stage4 and conv5).
 _POINTWISE_CONFIGS = autotune_configs(
     [
-        triton.Config({"BLOCK_P": 64, "BLOCK_K": 32}, num_warps=4, num_stages=3),
+        triton.Config({"BLOCK_P": 64, "BLOCK_K": 32}, num_warps=8, num_stages=3),
         triton.Config({"BLOCK_P": 32, "BLOCK_K": 32}, num_warps=4, num_stages=3),
     ],
     triton.Config({"BLOCK_P": 32, "BLOCK_K": 16}),
@@ -81,13 +83,14 @@ _POINTWISE_CONFIGS = autotune_configs(
 # - the nine taps are loops, not unrolled (here and in branch a's depthwise tile): unrolled, each tap's
 #   pixel addresses and masks, invariant in the channel loops, were hoisted out of them and held nine
 #   sets at once (64-bit each, as rows of 58 or 116 channels are not known to be aligned), and spilled;
-# - 64 pixels on 8 warps, BLOCK_K 32, BLOCK_M 16: with BLOCK_M 32 the down unit spilled at 255
-#   registers in channels_last; 4 warps spilled at every width;
+# - 32 pixels on 8 warps, BLOCK_K 32, BLOCK_M 16: at most 228 registers under Triton 3.6, 3.8 and 3.9.
+#   64 pixels sat at 254-255 and spilled under 3.9 (4-8 B, channels_last); with BLOCK_M 32 the down unit
+#   spilled at 255 in channels_last; 4 warps spilled at every width;
 # - maxnreg 255: without it ptxas capped some float32 variants at 128 registers and spilled (12-40 B);
 # - one stage: prefetching the next K block would cost registers and shared memory for little.
 # Under the interpreter the blocks are small, so that the test shapes cross several of them.
 _UNIT_CONFIGS = autotune_configs(
-    [triton.Config({"BLOCK_P": 64, "BLOCK_K": 32, "BLOCK_M": 16}, num_warps=8, num_stages=1, maxnreg=255)],
+    [triton.Config({"BLOCK_P": 32, "BLOCK_K": 32, "BLOCK_M": 16}, num_warps=8, num_stages=1, maxnreg=255)],
     triton.Config({"BLOCK_P": 32, "BLOCK_K": 16, "BLOCK_M": 16}),
 )
 
