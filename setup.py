@@ -74,8 +74,40 @@ if CUDA_HOME is not None:
     os.environ["CUDA_HOME"] = str(CUDA_HOME)
 os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;8.6;8.9;9.0+PTX")
 
+
+def supported_torch() -> tuple[str, str]:
+    """The oldest and newest torch CI proves, from pyproject.toml's [tool.shufflekernels] (read with a
+    pattern: tomllib is Python 3.11+)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    return tuple(re.search(rf'^torch-{end} = "([\d.]+)"', text, re.M).group(1) for end in ("oldest", "newest"))
+
+
+def release(version: str) -> tuple[int, ...]:
+    """(major, minor) of a version string such as 2.11.0+cu130."""
+    return tuple(int(part) for part in re.match(r"(\d+)\.(\d+)", version).groups())
+
+
+def toolkit_version(cuda_home: Path) -> str:
+    """The CUDA toolkit's version (e.g. 13.0), from its cuda.h: the toolkit that compiles the kernels,
+    which may differ from the one torch was built with (torch.version.cuda)."""
+    match = re.search(r"#define CUDA_VERSION (\d+)", (cuda_home / "include" / "cuda.h").read_text())
+    return f"{int(match.group(1)) // 1000}.{int(match.group(1)) % 1000 // 10}" if match else "unknown"
+
+
 import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+TORCH_OLDEST, TORCH_NEWEST = supported_torch()
+if release(torch.__version__) < release(TORCH_OLDEST):
+    sys.exit(
+        f"setup.py: shufflekernels supports torch {TORCH_OLDEST} to {TORCH_NEWEST} (the releases CI builds and "
+        f'tests), got torch {torch.__version__}: pip install "torch>={TORCH_OLDEST}"'
+    )
+if release(torch.__version__) > release(TORCH_NEWEST):
+    print(
+        f"shufflekernels: torch {torch.__version__} is newer than the newest release CI tests ({TORCH_NEWEST})",
+        file=sys.stderr,
+    )
 
 with_cuda = SK_CUDA != "0" and torch.version.cuda is not None and CUDA_HOME is not None
 if SK_CUDA == "1" and not with_cuda:
@@ -104,6 +136,7 @@ config = (
     f"#define SK_WITH_CUDA {int(with_cuda)}\n"
     f'#define SK_CUDA_ARCHS "{cuda_archs}"\n'
     f'#define SK_CUDA_VERSION "{torch.version.cuda if with_cuda else ""}"\n'
+    f'#define SK_CUDA_TOOLKIT_VERSION "{toolkit_version(CUDA_HOME) if with_cuda else ""}"\n'
     f'#define SK_TORCH_VERSION "{torch.__version__}"\n'
     f'#define SK_BUILD_TYPE "{build_type}"\n'
 )

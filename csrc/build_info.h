@@ -14,6 +14,9 @@
 #ifndef SK_CUDA_VERSION
 #define SK_CUDA_VERSION ""
 #endif
+#ifndef SK_CUDA_TOOLKIT_VERSION
+#define SK_CUDA_TOOLKIT_VERSION ""
+#endif
 #ifndef SK_TORCH_VERSION
 #define SK_TORCH_VERSION "unknown"
 #endif

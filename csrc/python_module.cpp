@@ -22,7 +22,9 @@ PyObject* build_info(PyObject*, PyObject*) {
   set_bool("cpu", true);
   set_bool("cuda", SK_WITH_CUDA != 0);
   set_str("cuda_archs", SK_CUDA_ARCHS);
+  // The CUDA torch was built with, and the toolkit that compiled these kernels: they may differ.
   set_str("cuda_version", SK_CUDA_VERSION);
+  set_str("cuda_toolkit", SK_CUDA_TOOLKIT_VERSION);
   set_str("simd", shufflekernels::compiled_simd_level());
   // The CPU engine variant chosen for this machine at run time (AVX-512, AVX2 or baseline).
   set_str("cpu_engine_isa", shufflekernels::cpu::kernels().isa);

@@ -45,7 +45,8 @@ def backends() -> dict[str, dict]:
             "ops": sorted(_library.NATIVE_KERNELS["cuda"]),
             "why": native_why
             or (
-                f"CUDA kernels for {info.get('cuda_archs')} (CUDA {info.get('cuda_version')})"
+                f"CUDA kernels for {info.get('cuda_archs')}, compiled by CUDA toolkit {info.get('cuda_toolkit')} "
+                f"(torch's CUDA: {info.get('cuda_version')})"
                 + (
                     ""
                     if cuda_device
