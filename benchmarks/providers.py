@@ -43,20 +43,6 @@ def randomized_model(width: float, seed: int = 0) -> ref.ShuffleNetV2:
     return demo_model(width, seed)
 
 
-def unit_params(c_in: int, cb: int, split: bool, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    g = torch.Generator().manual_seed(seed)
-
-    def pw(co, ci):
-        return torch.randn(co, ci, 1, 1, generator=g) / ci**0.5, torch.randn(co, generator=g) * 0.1
-
-    def dw(ch):
-        return torch.randn(ch, 1, 3, 3, generator=g) / 3, torch.randn(ch, generator=g) * 0.1
-
-    if split:
-        return (*pw(cb, cb), *dw(cb), *pw(cb, cb))
-    return (*dw(c_in), *pw(cb, c_in), *pw(cb, c_in), *dw(cb), *pw(cb, cb))
-
-
 def onnx_file(model: torch.nn.Module, example: torch.Tensor) -> str:
     """The model exported to ONNX once per process (cached by identity and input shape)."""
     key = (id(model), tuple(example.shape))

@@ -12,9 +12,10 @@ import torch
 
 import shufflekernels as sk
 from shufflekernels import reference as ref
+from shufflekernels.opspec import unit_params
 
 from conftest import record
-from providers import X1_0_DOWN_UNITS, X1_0_DWCONVS, X1_0_SPLIT_UNITS, torch_dwconv_bn, torch_shuffle_cat, unit_params
+from providers import X1_0_DOWN_UNITS, X1_0_DWCONVS, X1_0_SPLIT_UNITS, torch_dwconv_bn, torch_shuffle_cat
 
 native = pytest.mark.skipif(not sk.backends()["native-cpu"]["usable"], reason="native CPU kernels not built")
 

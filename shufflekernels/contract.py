@@ -116,6 +116,11 @@ def dw_out_size(size: int, stride: int) -> int:
     return (size + 2 - 3) // stride + 1
 
 
+def stem_out_size(size: int) -> int:
+    """The stem's output size: conv 3x3/2 then max-pool 3x3/2, padding 1 each (csrc/contract.h's twin)."""
+    return dw_out_size(dw_out_size(size, 2), 2)
+
+
 def output_memory_format(x: Tensor) -> torch.memory_format:
     """The memory format of every op's output for input x: the one torch suggests for x's strides, the
     rule the native kernels apply (c10's suggest_memory_format). A tensor dense in neither format, such

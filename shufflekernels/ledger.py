@@ -211,8 +211,7 @@ def triton_path(net, batch: int, native_stem: list[Launch]) -> list[Launch]:
     def run(op, x, params, options, launches, layer):
         if op == "stem":
             launches += native_stem
-            hw = [contract.dw_out_size(contract.dw_out_size(size, 2), 2) for size in x.shape[2:]]
-            return contract.empty_output(x, (x.shape[0], params[0].shape[0], *hw))
+            return contract.empty_output(x, registry.OPS["stem"].out_shape(x, *params))
         with recording.recording(launches, layer, Launch):
             return recording.launch(op, x, params, options)
 

@@ -10,7 +10,10 @@ shuffle is a per-pixel interleave.
 
 When the units run natively, the whole forward is one op, ``shufflenet`` (docs/design.md, "The whole
 network"): on the CPU it runs every layer in one parallel region from a plan the kernels make once
-per set of weights; on CUDA it runs the layer ops one after another. Otherwise the layer ops run from
+per set of weights; on CUDA it runs the stem kernel, three launches a unit (its two GEMMs, with
+weights the kernels prepare once per set of weights, and the depthwise with the interleave in one
+kernel) and the head (52 launches at x1.0; under graph capture, TF32 or an empty batch it runs the
+layer ops instead). Otherwise the layer ops run from
 Python: on CUDA with backend="auto" and Triton there, each unit is one Triton kernel (the registry's
 ``cuda_auto``), around the native stem and head.
 """
@@ -23,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import _library, ops
+from . import _library, network_params, ops
 from . import reference as _reference
 from .reference import fold_bn
 
@@ -100,15 +103,12 @@ def _run(op: str, backend: str, x: Tensor, *params: Tensor, **options) -> Tensor
 
 
 class FusedSplitUnit(_FusedUnit):
-    PARAMS = ("pw1_weight", "pw1_bias", "dw_weight", "dw_bias", "pw2_weight", "pw2_bias")
+    PARAMS = network_params.NAMES["split_unit"]
     OP = "split_unit"
 
 
 class FusedDownUnit(_FusedUnit):
-    PARAMS = (
-        "dw1_weight", "dw1_bias", "pw3_weight", "pw3_bias",
-        "pw1_weight", "pw1_bias", "dw2_weight", "dw2_bias", "pw2_weight", "pw2_bias",
-    )  # fmt: skip
+    PARAMS = network_params.NAMES["down_unit"]
     OP = "down_unit"
 
 
@@ -278,9 +278,11 @@ class FusedShuffleNetV2(nn.Module):
         and lets the CPU kernels keep panel-packed copies of the 1x1 weights. These buffers change only
         through torch (load_state_dict, in-place ops), whose version counter the kernels check; writes
         that bypass it (through .data or numpy) are not supported on a fused model."""
-        unit_params = [t for unit in self.units for t in unit.params()]
-        self._network_params = [self.conv1_weight, self.conv1_bias, *unit_params, self.conv5_weight,
-                                self.conv5_bias, self.fc_weight, self.fc_bias]  # fmt: skip
+        self._network_params = network_params.flatten(
+            (self.conv1_weight, self.conv1_bias),
+            [unit.params() for unit in self.units],
+            (self.conv5_weight, self.conv5_bias, self.fc_weight, self.fc_bias),
+        )
 
         if _library.PREPACK_DEFINED:
             torch.ops.shufflekernels.prepack([t for name, t in self.named_buffers() if _is_one_by_one(name)])

@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from . import network_params
 from .contract import empty_output
 
 Kind = Literal["permutation", "depthwise", "gemm"]
@@ -61,10 +62,30 @@ def rand(gen: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
     return scale * torch.randn(*shape, generator=gen)
 
 
+def random_param(gen: torch.Generator, shape: tuple[int, ...]) -> Tensor:
+    """A folded parameter of this shape with non-trivial values: a conv weight scaled to keep activations
+    O(1) (by the square root of its fan-in: 1x1, depthwise 3x3 and the stem's 3x3), or a bias of both
+    signs (so that ReLUs clip)."""
+    if len(shape) == 1:
+        return rand(gen, *shape, scale=0.5)
+    c_in, kernel = shape[1], shape[2] * shape[3]
+    return rand(gen, *shape, scale=max(c_in * kernel, 1) ** -0.5)
+
+
 def pw_params(gen, c_out: int, c_in: int) -> tuple[Tensor, Tensor]:
-    """A 1x1 weight scaled to keep activations O(1), and a bias of both signs (so ReLUs clip)."""
-    return rand(gen, c_out, c_in, 1, 1, scale=max(c_in, 1) ** -0.5), rand(gen, c_out, scale=0.5)
+    return random_param(gen, (c_out, c_in, 1, 1)), random_param(gen, (c_out,))
 
 
 def dw_params(gen, channels: int) -> tuple[Tensor, Tensor]:
-    return rand(gen, channels, 1, 3, 3, scale=1 / 3), rand(gen, channels, scale=0.5)
+    return random_param(gen, (channels, 1, 3, 3)), random_param(gen, (channels,))
+
+
+def unit_params(
+    c_in: int, branch: int, split: bool, *, dtype: torch.dtype = torch.float32, device="cpu", seed: int = 0
+) -> tuple[Tensor, ...]:
+    """Folded parameters of a split unit (``c_in == 2 * branch``) or a down unit, in the op's argument
+    order: the one builder of unit parameters for tests and benchmarks."""
+    gen = torch.Generator().manual_seed(seed)
+    kind = "split_unit" if split else "down_unit"
+    shapes = network_params.shapes(kind, c_in, branch)
+    return tuple(random_param(gen, shape).to(device=device, dtype=dtype) for shape in shapes)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import network_params
 from .contract import output_memory_format
 
 __all__ = [
@@ -160,25 +161,22 @@ def shufflenet(x: Tensor, params: Sequence[Tensor], stage_repeats: Sequence[int]
     """The whole network on folded parameters: stem, then per stage a down unit and ``repeats - 1``
     split units, conv5 (1x1 + bias + ReLU), global mean, classifier. Returns logits ``[N, classes]``.
 
-    ``params``, flat: conv1 weight and bias; each unit's parameters in the order of ``down_unit`` (10) or
-    ``split_unit`` (6); conv5 weight ``[C5, C, 1, 1]`` and bias; the classifier's weight as a 1x1 conv
-    ``[classes, C5, 1, 1]`` and bias."""
-    out = stem(x, params[0], params[1])
-    i = 2
-    for repeats in stage_repeats:
-        out = down_unit(out, *params[i : i + 10])
-        i += 10
-        for _ in range(repeats - 1):
-            out = split_unit(out, *params[i : i + 6])
-            i += 6
-    out = pointwise(out, params[i], params[i + 1])
-    logits = pointwise(out.mean((2, 3), keepdim=True), params[i + 2], params[i + 3], relu=False)
-    return logits.flatten(1)
-
-
-def shufflenet_param_count(stage_repeats: Sequence[int]) -> int:
-    """How many tensors ``shufflenet``'s ``params`` holds for these stages."""
-    return 2 + sum(10 + 6 * (r - 1) for r in stage_repeats) + 4
+    ``params``, flat, as network_params.py describes it: conv1 weight and bias; each unit's parameters
+    in the order of ``down_unit`` (10) or ``split_unit`` (6); conv5 weight ``[C5, C, 1, 1]`` and bias;
+    the classifier's weight as a 1x1 conv ``[classes, C5, 1, 1]`` and bias."""
+    layers = {
+        "stem": stem,
+        "down_unit": down_unit,
+        "split_unit": split_unit,
+        "conv5": pointwise,
+        "classifier": lambda features, weight, bias: pointwise(
+            features.mean((2, 3), keepdim=True), weight, bias, relu=False
+        ),
+    }
+    out = x
+    for section, tensors in network_params.sections(params, stage_repeats):
+        out = layers[section.kind](out, *tensors)
+    return out.flatten(1)
 
 
 # --------------------------------------------------------------------------------------------------

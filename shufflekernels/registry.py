@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from . import network_params
 from . import reference as ref
 from .contract import (
     check_activation,
@@ -37,8 +38,9 @@ from .contract import (
     check_tensor,
     dw_out_size,
     fail,
+    stem_out_size,
 )
-from .opspec import OpSpec
+from .opspec import OpSpec, random_param
 from .opspec import dw_params as _dw
 from .opspec import pw_params as _pw
 from .opspec import rand as _rand
@@ -225,25 +227,25 @@ STEM = OpSpec(
 
     x: ``[N, Cin, H, W]``; weight: ``[Cout, Cin, 3, 3]``; bias: ``[Cout]`` (a folded BatchNorm). Returns
     ``[N, Cout, Hp, Wp]`` with ``Hc = (H - 1) // 2 + 1``, ``Hp = (Hc - 1) // 2 + 1`` (same for W), in x's
-    memory format. The CPU kernel is ours (float32); elsewhere it is ATen's conv, ReLU and max-pool.
+    memory format. The kernels compute it in one pass with no intermediate (the CPU's for float32; other
+    dtypes on the CPU run ATen's conv, ReLU and max-pool).
     Inference-only.""",
     check=check_stem,
     out_shape=lambda x, weight, bias: (
         x.shape[0],
         weight.shape[0],
-        dw_out_size(dw_out_size(x.shape[2], 2), 2),
-        dw_out_size(dw_out_size(x.shape[3], 2), 2),
-    ),  # fmt: skip
+        stem_out_size(x.shape[2]),
+        stem_out_size(x.shape[3]),
+    ),
     reference=ref.stem,
     make_args=lambda case, gen: (
         _rand(gen, *case[:4]),
-        _rand(gen, case[4], case[1], 3, 3, scale=1 / (3 * case[1] ** 0.5)),
-        _rand(gen, case[4], scale=0.5),
+        *(random_param(gen, shape) for shape in network_params.shapes("stem", case[1], case[4])),
     ),
     case_doc="(N, C_in, H, W, C_out)",
     example_case=(2, 3, 64, 48, 24),
     kind="gemm",
-    backends=frozenset({"native"}),  # not one of the fused families; CUDA runs it as ATen ops
+    backends=frozenset({"native"}),  # not one of the fused families: no Triton kernel
 )
 
 
@@ -346,48 +348,33 @@ def check_shufflenet(x: Tensor, params: Sequence[Tensor], stage_repeats: Sequenc
         fail(op, "stage_repeats", "at least one stage, each of at least one unit", list(stage_repeats))
     if isinstance(params, Tensor) or not isinstance(params, (list, tuple)):
         fail(op, "params", "a list or tuple of tensors", type(params).__name__, TypeError)
-    count = ref.shufflenet_param_count(stage_repeats)
+    count = network_params.count(stage_repeats)
     if len(params) != count:
         fail(op, "params", f"{count} tensors for stage_repeats {list(stage_repeats)}", len(params))
-
-    def expect(i: int, *shape: int) -> None:
-        check_like(op, f"params[{i}]", params[i], "x", x, shape)
 
     def width(i: int) -> int:  # output channels of the weight at params[i], which sets the shapes after it
         check_tensor(op, f"params[{i}]", params[i])
         check_rank(op, f"params[{i}]", params[i], 4)
         return params[i].shape[0]
 
-    c = width(0)
-    expect(0, c, x.shape[1], 3, 3), expect(1, c)
-    i = 2
-    for repeats in stage_repeats:
-        b = width(i + 2)  # the down unit's pw3: its branch width
-        for k, shape in enumerate([(c, 1, 3, 3), (c,), (b, c, 1, 1), (b,), (b, c, 1, 1), (b,), (b, 1, 3, 3), (b,),
-                                   (b, b, 1, 1), (b,)]):  # fmt: skip
-            expect(i + k, *shape)
-        i, c = i + 10, 2 * b
-        for _ in range(repeats - 1):
-            for k, shape in enumerate([(b, b, 1, 1), (b,), (b, 1, 3, 3), (b,), (b, b, 1, 1), (b,)]):
-                expect(i + k, *shape)
-            i += 6
-    c5 = width(i)
-    expect(i, c5, c, 1, 1), expect(i + 1, c5)
-    classes = width(i + 2)
-    expect(i + 2, classes, c5, 1, 1), expect(i + 3, classes)
+    c = x.shape[1]
+    for section in network_params.layout(stage_repeats):
+        at = network_params.WIDTH_FROM[section.kind]
+        w = None if at is None else width(section.start + at)
+        for k, shape in enumerate(network_params.shapes(section.kind, c, w)):
+            check_like(op, f"params[{section.start + k}]", params[section.start + k], "x", x, shape)
+        c = network_params.out_channels(section.kind, c, w)
 
 
 def _shufflenet_args(case: tuple, gen: torch.Generator) -> tuple:
     n, h, w, c0, c1, c2, c3, c5, classes, *repeats = case
-    params = [_rand(gen, c0, 3, 3, 3, scale=1 / 3**1.5), _rand(gen, c0, scale=0.5)]
-    c = c0
-    for stage_out, r in zip((c1, c2, c3), repeats):
-        b = stage_out // 2
-        params += [*_dw(gen, c), *_pw(gen, b, c), *_pw(gen, b, c), *_dw(gen, b), *_pw(gen, b, b)]
-        for _ in range(r - 1):
-            params += [*_pw(gen, b, b), *_dw(gen, b), *_pw(gen, b, b)]
-        c = stage_out
-    params += [*_pw(gen, c5, c), *_pw(gen, classes, c5)]
+    widths = {"stem": c0, "conv5": c5, "classifier": classes}
+    stage_branches = [c1 // 2, c2 // 2, c3 // 2]
+    params, c = [], 3
+    for section in network_params.layout(repeats):
+        width = stage_branches[section.stage] if section.kind == "down_unit" else widths.get(section.kind)
+        params += [random_param(gen, shape) for shape in network_params.shapes(section.kind, c, width)]
+        c = network_params.out_channels(section.kind, c, width)
     return _rand(gen, n, 3, h, w), params, list(repeats)
 
 

@@ -20,11 +20,11 @@ import torch
 import shufflekernels as sk
 from shufflekernels import model as model_module
 from shufflekernels import reference as ref
+from shufflekernels.opspec import unit_params
 
 import global_state
 from conftest import requires_cuda_emulation
 from test_model import assert_logits_match, reference_model
-from test_ops import _unit_params
 
 pytestmark = requires_cuda_emulation
 
@@ -195,37 +195,37 @@ PLANS = [
     (
         "split unit x1.0 stage 2 nhwc (58 branch channels)",
         torch.float32,
-        lambda dt: EMULATED.split_unit(_x((1, 116, 28, 28), "nhwc", dt), *_unit_params(116, 58, dt, "cpu", True)),
+        lambda dt: EMULATED.split_unit(_x((1, 116, 28, 28), "nhwc", dt), *unit_params(116, 58, True, dtype=dt)),
         ["dwconv3x3 nhwc v2 i32", "interleave2 nhwc v2 i32"],
     ),
     (
         "split unit x1.0 stage 2 nhwc",
         torch.float16,
-        lambda dt: EMULATED.split_unit(_x((1, 116, 28, 28), "nhwc", dt), *_unit_params(116, 58, dt, "cpu", True)),
+        lambda dt: EMULATED.split_unit(_x((1, 116, 28, 28), "nhwc", dt), *unit_params(116, 58, True, dtype=dt)),
         ["dwconv3x3 nhwc v2 i32", "interleave2 nhwc v2 i32"],
     ),
     (
         "split unit x0.5 stage 3 nhwc (48 branch channels)",
         torch.float16,
-        lambda dt: EMULATED.split_unit(_x((1, 96, 14, 14), "nhwc", dt), *_unit_params(96, 48, dt, "cpu", True)),
+        lambda dt: EMULATED.split_unit(_x((1, 96, 14, 14), "nhwc", dt), *unit_params(96, 48, True, dtype=dt)),
         ["dwconv3x3 nhwc v8 i32", "interleave2 nhwc v8 i32"],
     ),
     (
         "split unit nchw 28x28",
         torch.float32,
-        lambda dt: EMULATED.split_unit(_x((1, 48, 28, 28), "nchw", dt), *_unit_params(48, 24, dt, "cpu", True)),
+        lambda dt: EMULATED.split_unit(_x((1, 48, 28, 28), "nchw", dt), *unit_params(48, 24, True, dtype=dt)),
         ["dwconv3x3 nchw v4 i32", "interleave2 nchw v4 i32"],
     ),
     (
         "down unit x1.0 stage 2 entry nhwc",
         torch.float32,
-        lambda dt: EMULATED.down_unit(_x((1, 24, 56, 56), "nhwc", dt), *_unit_params(24, 58, dt, "cpu", False)),
+        lambda dt: EMULATED.down_unit(_x((1, 24, 56, 56), "nhwc", dt), *unit_params(24, 58, False, dtype=dt)),
         ["dwconv3x3 nhwc v4 i32", "dwconv3x3 nhwc v2 i32", "interleave2 nhwc v2 i32"],
     ),
     (
         "down unit nchw 56x56 -> 28x28",
         torch.float32,
-        lambda dt: EMULATED.down_unit(_x((1, 24, 56, 56), "nchw", dt), *_unit_params(24, 24, dt, "cpu", False)),
+        lambda dt: EMULATED.down_unit(_x((1, 24, 56, 56), "nchw", dt), *unit_params(24, 24, False, dtype=dt)),
         ["dwconv3x3 nchw v4 i32", "dwconv3x3 nchw v4 i32", "interleave2 nchw v4 i32"],
     ),
 ]
@@ -269,7 +269,7 @@ def test_network_under_tf32_runs_the_layer_ops():
 
 def test_wide_index_is_scalar():
     x = _x((1, 116, 8, 8), "nhwc")
-    params = _unit_params(116, 58, torch.float32, "cpu", True)
+    params = unit_params(116, 58, True)
     EMULATED.force_wide_index(True)
     out = EMULATED.split_unit(x, *params)
     assert _launches() == ["dwconv3x3 nhwc v1 i64", "interleave2 nhwc v1 i64"]
@@ -305,7 +305,7 @@ def test_misaligned_input_plans_scalar(op, layout):
         w, b = _dw(16, torch.float32)
         out, expected = EMULATED.dwconv3x3(x, w, b, 1, True), ref.dwconv3x3(x, w, b, stride=1, relu=True)
     else:
-        params = _unit_params(16, 8, torch.float32, "cpu", True)
+        params = unit_params(16, 8, True)
         out, expected = EMULATED.split_unit(x, *params), ref.split_unit(x, *params)
     launches = _launches()
     # The first launch reads the misaligned input (in the split unit: the last, reading its identity half).
@@ -324,7 +324,7 @@ def test_relu_epilogues_keep_nan(layout):
     assert torch.isnan(EMULATED.pointwise(x, torch.randn(8, 8, 1, 1), torch.randn(8))[0, :, 3, 3]).all()
     # The stem's conv output at (1, 1) reads pixel (3, 3), and the max-pool at (0, 0) reads it: NaN wins.
     assert torch.isnan(EMULATED.stem(x, torch.randn(4, 8, 3, 3), torch.randn(4))[0, :, 0, 0]).all()
-    out = EMULATED.split_unit(x, *_unit_params(8, 4, torch.float32, "cpu", True))
+    out = EMULATED.split_unit(x, *unit_params(8, 4, True))
     assert torch.isnan(out[0, 1::2, 3, 3]).all()  # the branch's channels, through both ReLUs
 
 

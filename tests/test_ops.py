@@ -10,6 +10,7 @@ import torch
 import shufflekernels as sk
 from shufflekernels import reference as ref
 from shufflekernels import registry
+from shufflekernels.opspec import unit_params
 
 from conftest import (
     EMULATED_CUDA,
@@ -93,22 +94,6 @@ def test_pointwise_k_major_weight(device, case):
     assert_matches_reference(
         "pointwise", run_native(device, "pointwise", x, weight, bias, relu), (x, weight, bias, relu)
     )
-
-
-def _unit_params(c_in: int, cb: int, dtype, device, split: bool):
-    """Folded parameters of a unit with non-trivial values (biases of both signs, so ReLUs clip)."""
-
-    def pw(co, ci):
-        return (torch.randn(co, ci, 1, 1, device=device) / ci**0.5).to(dtype), (
-            0.5 * torch.randn(co, device=device)
-        ).to(dtype)
-
-    def dw(ch):
-        return (torch.randn(ch, 1, 3, 3, device=device) / 3).to(dtype), (0.5 * torch.randn(ch, device=device)).to(dtype)
-
-    if split:
-        return (*pw(cb, cb), *dw(cb), *pw(cb, cb))
-    return (*dw(c_in), *pw(cb, c_in), *pw(cb, c_in), *dw(cb), *pw(cb, cb))
 
 
 @pytest.mark.parametrize("device", native_devices())
@@ -254,7 +239,7 @@ def test_packed_weights_stay_correct(case):
     def make():
         """Split-unit parameters, then a pointwise weight and bias (40 outputs: a partial last panel)."""
         with torch.inference_mode(case == "inference tensors"):
-            params = list(_unit_params(32, 16, torch.float32, "cpu", split=True))
+            params = list(unit_params(32, 16, split=True))
             params += [torch.randn(40, 32, 1, 1) / 32**0.5, torch.randn(40)]
         if case == "k-major and strided views":
             params[0] = params[0].reshape(16, 16).t().contiguous().t().reshape(16, 16, 1, 1)  # as the model stores them
