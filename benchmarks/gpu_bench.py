@@ -35,7 +35,6 @@ import torch
 import shufflekernels as sk
 import shufflekernels.model as sk_model
 from shufflekernels import reference as ref
-from shufflekernels.__main__ import demo_model
 from shufflekernels.cuda_graphs import graphed
 
 BASELINE = "eager channels_last"
@@ -48,7 +47,7 @@ REHEARSAL_NET = ([2, 2, 1], [24, 48, 96, 192, 256])
 def make_model(width: float, num_classes: int, rehearse: bool) -> ref.ShuffleNetV2:
     """The benchmarked network, with the same weights on every call."""
     if not rehearse:
-        return demo_model(width, num_classes=num_classes)
+        return ref.demo_model(width, num_classes=num_classes)
     torch.manual_seed(0)
     model = ref.ShuffleNetV2(*REHEARSAL_NET, num_classes=num_classes)
     with torch.no_grad():  # non-trivial BatchNorm statistics, as demo_model's

@@ -38,9 +38,7 @@ def have(module: str) -> bool:
 
 
 def randomized_model(width: float, seed: int = 0) -> ref.ShuffleNetV2:
-    from shufflekernels.__main__ import demo_model
-
-    return demo_model(width, seed)
+    return ref.demo_model(width, seed)
 
 
 def onnx_file(model: torch.nn.Module, example: torch.Tensor) -> str:

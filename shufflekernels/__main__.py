@@ -2,7 +2,7 @@
 
 info    what is built and usable here, and why not
 check   a quick parity check of every usable backend against the reference, as a table
-bench   the fused model against reference eager and torch.compile: latency, img/s, speed-up, max error
+bench   the fused model against reference eager and torch.compile: latency, img/s, speed-up, relative error
         (with no command: ``bench`` on the default model, the README's demo)
 ledger  launches per forward and global-memory bytes per image on the GPU paths, per layer, counted on
         the CPU (shufflekernels/ledger.py), next to the floor and the issue's budgets
@@ -21,7 +21,7 @@ import torch
 
 import shufflekernels as sk
 from shufflekernels import reference as ref
-from shufflekernels import registry
+from shufflekernels import registry, tolerances
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -85,13 +85,14 @@ def cmd_check(args: argparse.Namespace) -> int:
                         continue
                     inputs = registry.example_args(name, device=device, dtype=dtype)
                     try:
-                        got = sk.ops.call(name, *inputs, backend=backend).float()
-                        expected = sk.ops.call(name, *inputs, backend="reference").float()
-                        err = (got - expected).abs().max().item() if got.numel() else 0.0
-                        scale = max(expected.abs().max().item(), 1.0)
-                        limit = (1e-4 if dtype == torch.float32 else 2e-2) * scale
-                        ok = got.shape == expected.shape and err <= limit
-                        result, shown = ("ok" if ok else "FAIL"), f"{err:.2e}"
+                        got = sk.ops.call(name, *inputs, backend=backend)
+                        expected = sk.ops.call(name, *inputs, backend="reference")
+                        err = (got.float() - expected.float()).abs().max().item() if got.numel() else 0.0
+                        shown = f"{err:.2e}"
+                        tolerances.assert_op_close(spec.kind, got, expected.to(got.dtype))
+                        ok, result = True, "ok"
+                    except AssertionError:  # outside the tolerance of tests and CLI alike (tolerances.py)
+                        ok, result = False, "FAIL"
                     except Exception as exc:  # a failing backend is reported, not fatal to the table
                         ok, result, shown = False, f"ERROR {type(exc).__name__}: {exc}"[:80], "-"
                     rows.append([backend, device, str(dtype).replace("torch.", ""), name, shown, result])
@@ -104,22 +105,6 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------
 # bench
 # --------------------------------------------------------------------------------------------------
-
-
-def demo_model(width: float, seed: int = 0, num_classes: int = 1000) -> ref.ShuffleNetV2:
-    """The embedded default: the reference model with seeded random weights and non-trivial
-    BatchNorm statistics (no pretrained weights are downloaded), in eval mode."""
-    torch.manual_seed(seed)
-    repeats, channels = ref.WIDTHS[width]
-    model = ref.ShuffleNetV2(repeats, channels, num_classes=num_classes)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model.eval()
 
 
 def _sync(device: str) -> None:
@@ -145,7 +130,7 @@ def run_bench(args: argparse.Namespace, compiled: bool) -> list[dict]:
     device, dtype = args.device, getattr(torch, args.dtype)
     if device == "cpu":
         torch.set_num_threads(args.threads)
-    model = demo_model(args.width).to(device=device, dtype=dtype)
+    model = ref.demo_model(args.width).to(device=device, dtype=dtype)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1)).to(
         device=device, dtype=dtype
     )
@@ -161,7 +146,7 @@ def run_bench(args: argparse.Namespace, compiled: bool) -> list[dict]:
             out = fn(x).float()
             for _ in range(args.warmup):
                 fn(x)
-            errors[name] = ((out - expected).abs().max() / expected.abs().max().clamp_min(1e-12)).item()
+            errors[name] = tolerances.relative_error(out, expected)
             print(f"    ready in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
         # Rounds alternate between providers, so a slow spell of a shared machine hits all of them.
         for r in range(args.rounds):
@@ -188,7 +173,7 @@ def run_bench(args: argparse.Namespace, compiled: bool) -> list[dict]:
                 "median_ms": median * 1e3,
                 "img_per_s": args.batch / median,
                 "speedup_vs_eager": base / median,
-                "max_rel_err": errors[name],
+                "rel_err": errors[name],
             }
         )
     return results
@@ -231,16 +216,16 @@ def _report(results: list[dict], dtype: str) -> bool:
             f"{r['median_ms']:.2f}",
             f"{r['img_per_s']:.0f}",
             f"{r['speedup_vs_eager']:.2f}x",
-            f"{r['max_rel_err']:.1e}",
+            f"{r['rel_err']:.1e}",
         ]
         for r in results
     ]
-    print(_table(rows, ["provider", "latency ms", "img/s", "vs eager", "max rel err"]))
-    worst = max(r["max_rel_err"] for r in results)
-    tolerance = 1e-4 if dtype == "float32" else 3e-2
+    print(_table(rows, ["provider", "latency ms", "img/s", "vs eager", "rel err"]))
+    worst = max(r["rel_err"] for r in results)
+    tolerance = tolerances.MODEL[getattr(torch, dtype)]
     ok = worst <= tolerance
     print(
-        f"parity: max relative error {worst:.1e} against reference eager ({'ok' if ok else 'FAIL'}, limit {tolerance:.0e})"
+        f"parity: relative error {worst:.1e} against reference eager ({'ok' if ok else 'FAIL'}, limit {tolerance:.0e})"
     )
     return ok
 
@@ -293,12 +278,12 @@ def _bench_parser(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_ledger(args: argparse.Namespace) -> int:
-    from shufflekernels import _library, ledger
+    from shufflekernels import _backend_selection, ledger
 
-    if "shufflenet" not in _library.DEFINED_OPS:
+    if "shufflenet" not in _backend_selection.DEFINED_OPS:
         print("the ledger counts the native CUDA path on its emulation, in the native library: not loaded here")
         return 1
-    triton = _library.TRITON_INSTALLED and not args.no_triton
+    triton = _backend_selection.TRITON_INSTALLED and not args.no_triton
     for batch in args.batch:
         result = ledger.ledger(args.width, getattr(torch, args.dtype), batch, triton=triton)
         print(f"\nx{args.width} {args.dtype}, batch {batch}, {ledger.IMAGE}x{ledger.IMAGE} NCHW input")

@@ -13,7 +13,7 @@ to the floor. Measured on the CPU, without a GPU:
   writing its outputs) unless it only allocates or makes a view. The stem has no Triton kernel: on
   CUDA it runs natively, so its row is the native one;
 - auto: the fused model on CUDA with backend="auto" (Triton installed): each layer from the path
-  ``_library.auto_choice`` picks for it, the native stem and head around the Triton units;
+  ``_backend_selection.auto_choice`` picks for it, the native stem and head around the Triton units;
 - reference: the reference ShuffleNetV2 module (torchvision's ops, BatchNorm unfolded) run eagerly in
   the same dtype on meta tensors, every ATen op counted at its minimum, one read of each input and one
   write of each output;
@@ -272,13 +272,13 @@ def ledger(width: float = 1.0, dtype: torch.dtype = torch.float16, batch: int = 
 
 def auto_path(net, result: dict) -> list[Launch]:
     """The fused model's forward on CUDA with backend="auto", on a machine with Triton: each layer's
-    launches from the path ``_library.auto_choice`` picks for its op (what FusedShuffleNetV2 runs there;
+    launches from the path ``_backend_selection.auto_choice`` picks for its op (what FusedShuffleNetV2 runs there;
     when that is native for every unit, the whole network is the one ``shufflenet`` call)."""
-    from . import _library
+    from . import _backend_selection
 
     ops = ["stem", *(unit.OP for unit in net.units), "pointwise"]
     chosen = {
-        layer: _library.auto_choice(op, "cuda", "native" in registry.OPS[op].backends, True)
+        layer: _backend_selection.auto_choice(op, "cuda", "native" in registry.OPS[op].backends, True)
         for layer, op in zip(result["layers"], ops)
     }
     if all(chosen[layer] == "native" for layer in result["layers"][1:-1]):

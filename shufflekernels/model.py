@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import _library, network_params, ops
+from . import _backend_selection, network_params, ops
 from . import reference as _reference
 from .reference import fold_bn
 
@@ -239,14 +239,14 @@ class FusedShuffleNetV2(nn.Module):
                 "shufflekernels.FusedShuffleNetV2 is inference-only, but its input requires grad under grad mode; "
                 "call it under torch.no_grad() or torch.inference_mode()"
             )
-        if self._units_native(x.device) and "shufflenet" in _library.NATIVE_KERNELS.get(x.device.type, ()):
+        if self._units_native(x.device) and "shufflenet" in _backend_selection.NATIVE_KERNELS.get(x.device.type, ()):
             return _native_ops.shufflenet.default(x, self._network_params, self.stage_lengths)
         return self._forward_channels_last(x.contiguous(memory_format=torch.channels_last))
 
     def _forward_channels_last(self, x: Tensor) -> Tensor:
         # The stem has no Triton kernel (it is not one of the fused families): under backend="triton"
         # it runs natively where built, else as the reference.
-        stem_backend = "native" if "stem" in _library.NATIVE_KERNELS.get(x.device.type, ()) else "reference"
+        stem_backend = "native" if "stem" in _backend_selection.NATIVE_KERNELS.get(x.device.type, ()) else "reference"
         x = _run(
             "stem",
             self.backend if self.backend in ("native", "reference") else stem_backend,
@@ -284,7 +284,7 @@ class FusedShuffleNetV2(nn.Module):
             (self.conv5_weight, self.conv5_bias, self.fc_weight, self.fc_bias),
         )
 
-        if _library.PREPACK_DEFINED:
+        if _backend_selection.PREPACK_DEFINED:
             torch.ops.shufflekernels.prepack([t for name, t in self.named_buffers() if _is_one_by_one(name)])
 
     def _units_native(self, device: torch.device) -> bool:

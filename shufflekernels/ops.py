@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from . import contract, registry
-from ._library import BACKENDS, resolve_backend
+from ._backend_selection import BACKENDS, resolve_backend
 
 Backend = Literal["auto", "native", "triton", "reference"]
 
@@ -77,7 +77,7 @@ def _wrapper(spec: registry.OpSpec):
         kind = (
             inspect.Parameter.KEYWORD_ONLY if arg.name in spec.keyword_only else inspect.Parameter.POSITIONAL_OR_KEYWORD
         )
-        default = spec.defaults.get(arg.name, arg.default_value if arg.has_default_value() else inspect.Parameter.empty)
+        default = spec.default(arg.name)
         parameters.append(inspect.Parameter(arg.name, kind, default=default, annotation=_ANNOTATIONS[str(arg.type)]))
     parameters.append(inspect.Parameter("backend", inspect.Parameter.KEYWORD_ONLY, default="auto", annotation=Backend))
     signature = inspect.Signature(parameters, return_annotation=Tensor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -41,6 +42,30 @@ class OpSpec:
     differentiable: bool = False
     backward: Callable | None = field(default=None, repr=False)  # (ns_ops, ctx, grad) -> grads
     setup_context: Callable | None = field(default=None, repr=False)
+
+    @property
+    def triton_module(self) -> str:
+        """The module of shufflekernels/triton/ holding the op's Triton launcher."""
+        return self.triton.split(":")[0]
+
+    @property
+    def triton_function(self) -> str:
+        return self.triton.split(":")[1]
+
+    def default(self, name: str):
+        """An argument's Python default: the entry's own (``defaults``), else the schema's, else
+        ``inspect.Parameter.empty``."""
+        if name in self.defaults:
+            return self.defaults[name]
+        arg = next(a for a in self.arguments if a.name == name)
+        return arg.default_value if arg.has_default_value() else inspect.Parameter.empty
+
+    def complete(self, args: Sequence, options: dict | None = None) -> tuple:
+        """Every argument in schema order: ``args`` positionally, then ``options`` by name, then the
+        defaults (the dispatcher leaves out trailing arguments equal to their schema default)."""
+        options = options or {}
+        names = self.arg_names[len(args) :]
+        return (*args, *(options[n] if n in options else self.default(n) for n in names))
 
     @property
     def arguments(self) -> list[torch._C.Argument]:

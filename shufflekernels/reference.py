@@ -34,6 +34,7 @@ __all__ = [
     "shufflenet_v2_x1_5",
     "shufflenet_v2_x2_0",
     "WIDTHS",
+    "demo_model",
 ]
 
 
@@ -313,3 +314,19 @@ def shufflenet_v2_x1_5(num_classes: int = 1000) -> ShuffleNetV2:
 
 def shufflenet_v2_x2_0(num_classes: int = 1000) -> ShuffleNetV2:
     return _from_width(2.0, num_classes)
+
+
+def demo_model(width: float, seed: int = 0, num_classes: int = 1000) -> ShuffleNetV2:
+    """The embedded default of the demo and the benchmarks: the reference model with seeded random
+    weights and non-trivial BatchNorm statistics (no pretrained weights are downloaded), in eval mode."""
+    torch.manual_seed(seed)
+    repeats, channels = WIDTHS[width]
+    model = ShuffleNetV2(repeats, channels, num_classes=num_classes)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model.eval()

@@ -7,7 +7,7 @@ besides the reference, where its Triton launcher is, whether it is differentiabl
 its inputs from a case tuple. From the table follow:
 
 - the typed wrappers of ops.py and ``ops.call`` (checks, backend choice, which implementation runs);
-- backend availability (_library.py) and the Triton library's ops (triton/library.py);
+- backend availability (_backend_selection.py) and the Triton library's ops (triton/library.py);
 - the fake kernels and autograd formulas, registered once per op for every namespace that carries
   it (``register_namespace``): ``shufflekernels`` (native), ``shufflekernels_triton`` and
   ``shufflekernels_cuda_emulated``;
@@ -398,10 +398,8 @@ SHUFFLENET = OpSpec(
     backends=frozenset({"native"}),
 )
 
-OPS: dict[str, OpSpec] = {
-    spec.name: spec
-    for spec in (CHANNEL_SHUFFLE, SHUFFLE_CAT, DWCONV3X3, POINTWISE, STEM, SPLIT_UNIT, DOWN_UNIT, SHUFFLENET)
-}
+# Every entry above, in the order defined: a new entry needs no list of its own.
+OPS: dict[str, OpSpec] = {value.name: value for value in list(globals().values()) if isinstance(value, OpSpec)}
 
 
 # --------------------------------------------------------------------------------------------------

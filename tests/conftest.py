@@ -1,4 +1,4 @@
-"""Shared test helpers: which backends are built here, input layouts, tolerances.
+"""Shared test helpers: which backends are built here, input layouts, the guard on global state.
 
 Tests skip by what is *registered* (is a kernel for this device built and a device present?), never by
 guessing the hardware at collection time, so a CPU-only machine collects and runs everything it can.
@@ -10,20 +10,12 @@ import pytest
 import torch
 
 import shufflekernels as sk
-from shufflekernels import _library, registry
+from shufflekernels import _backend_selection, registry
 
 import global_state
 
-# dtype -> (atol, rtol) for ops that round (the permutations are compared exactly). Low-precision
-# results are compared against the float32 reference, rounded once.
-TOLERANCES = {
-    torch.float32: (1e-5, 1e-5),
-    torch.float16: (2e-3, 2e-3),
-    torch.bfloat16: (1.6e-2, 1.6e-2),
-}
-
-NATIVE_CPU = "cpu" in _library.NATIVE_KERNELS and bool(_library.NATIVE_KERNELS["cpu"])
-CUDA_USABLE = bool(_library.NATIVE_KERNELS["cuda"]) and torch.cuda.is_available()
+NATIVE_CPU = "cpu" in _backend_selection.NATIVE_KERNELS and bool(_backend_selection.NATIVE_KERNELS["cpu"])
+CUDA_USABLE = bool(_backend_selection.NATIVE_KERNELS["cuda"]) and torch.cuda.is_available()
 
 requires_native_cpu = pytest.mark.skipif(not NATIVE_CPU, reason="native CPU kernels are not built")
 requires_cuda = pytest.mark.skipif(not CUDA_USABLE, reason="CUDA kernels not built or no CUDA device")
@@ -163,11 +155,6 @@ def assert_same_format(out: torch.Tensor, inp: torch.Tensor) -> None:
         assert out.is_contiguous(memory_format=torch.channels_last)
 
 
-def assert_close(out: torch.Tensor, ref: torch.Tensor) -> None:
-    atol, rtol = TOLERANCES[out.dtype]
-    torch.testing.assert_close(out.float(), ref.float(), atol=atol, rtol=rtol)
-
-
 def _release(version: str) -> tuple[int, int]:
     return tuple(int(part) for part in version.split(".")[:2])
 
@@ -195,7 +182,7 @@ def triton_backend():
     if not torch.cuda.is_available():
         _skip_interpreter_that_cannot_run()
         env.setenv("TRITON_INTERPRET", "1")
-    _library.triton_status.cache_clear()
+    _backend_selection.triton_status.cache_clear()
     yield
     env.undo()
-    _library.triton_status.cache_clear()
+    _backend_selection.triton_status.cache_clear()

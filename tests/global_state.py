@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from shufflekernels import _library
+from shufflekernels import _backend_selection
 
 
 def _precision_api() -> bool:
@@ -121,8 +121,10 @@ def snapshot() -> dict:
         "default dtype": torch.get_default_dtype(),
         "grad mode": torch.is_grad_enabled(),
         "environment": {k: v for k, v in os.environ.items() if k not in SET_BY_TOOLS},
-        "native kernels per device": {device: frozenset(ops) for device, ops in _library.NATIVE_KERNELS.items()},
-        "triton installed": _library.TRITON_INSTALLED,
+        "native kernels per device": {
+            device: frozenset(ops) for device, ops in _backend_selection.NATIVE_KERNELS.items()
+        },
+        "triton installed": _backend_selection.TRITON_INSTALLED,
     }
 
 
@@ -144,9 +146,9 @@ def restore(state: dict) -> None:
     for name in set(os.environ) - set(state["environment"]) - SET_BY_TOOLS:
         del os.environ[name]
     os.environ.update(state["environment"])
-    _library.NATIVE_KERNELS.clear()
-    _library.NATIVE_KERNELS.update(state["native kernels per device"])
-    _library.TRITON_INSTALLED = state["triton installed"]
+    _backend_selection.NATIVE_KERNELS.clear()
+    _backend_selection.NATIVE_KERNELS.update(state["native kernels per device"])
+    _backend_selection.TRITON_INSTALLED = state["triton installed"]
 
 
 def differences(before: dict, after: dict) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import shufflekernels as sk
-from shufflekernels import _library, ops, registry
+from shufflekernels import _backend_selection, ops, registry
 from shufflekernels import reference as ref
 
 from conftest import native_devices, requires_native_cpu
@@ -288,7 +288,7 @@ def test_bad_input_python(case):
 def _paths() -> dict[str, object]:
     """Every path besides the reference one that runs the contract, by name."""
     paths = {}
-    if _library.NATIVE_LOADED:
+    if _backend_selection.NATIVE_LOADED:
         paths["native"] = lambda op, args: getattr(torch.ops.shufflekernels, op)(*args)
         paths["emulated CUDA"] = lambda op, args: getattr(torch.ops.shufflekernels_cuda_emulated, op)(*args)
 
@@ -337,25 +337,25 @@ def test_empty_batch_returns_empty(device):
 
 
 def test_unbuilt_backend_says_how_to_build(monkeypatch):
-    monkeypatch.setitem(_library.NATIVE_KERNELS, "cpu", frozenset())
+    monkeypatch.setitem(_backend_selection.NATIVE_KERNELS, "cpu", frozenset())
     with pytest.raises(RuntimeError, match="not built for cpu tensors.*pip install"):
         ops.channel_shuffle(x4, 2, backend="native")
 
 
 def test_triton_not_installed_is_refused(monkeypatch):
-    monkeypatch.setattr(_library, "TRITON_INSTALLED", False)
-    _library.triton_status.cache_clear()
+    monkeypatch.setattr(_backend_selection, "TRITON_INSTALLED", False)
+    _backend_selection.triton_status.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="backend 'triton' is not usable here: triton is not installed"):
             ops.channel_shuffle(x4, 2, backend="triton")
     finally:
         monkeypatch.undo()
-        _library.triton_status.cache_clear()
+        _backend_selection.triton_status.cache_clear()
 
 
 def test_auto_falls_back_to_reference_with_one_warning(monkeypatch):
-    monkeypatch.setitem(_library.NATIVE_KERNELS, "cpu", frozenset())
-    monkeypatch.setattr(_library, "_warned", set())
+    monkeypatch.setitem(_backend_selection.NATIVE_KERNELS, "cpu", frozenset())
+    monkeypatch.setattr(_backend_selection, "_warned", set())
     with pytest.warns(RuntimeWarning, match="uses the reference implementation"):
         out = ops.channel_shuffle(x4, 2)
     assert torch.equal(out, ref.channel_shuffle(x4, 2))
@@ -519,7 +519,7 @@ def test_export():
 def test_backends_report():
     report = sk.backends()
     assert set(report) == {"native-cpu", "native-cuda", "triton", "reference"}
-    assert set(report["native-cpu"]["ops"]) == set(_library.OPS)
+    assert set(report["native-cpu"]["ops"]) == set(_backend_selection.OPS)
     for entry in report.values():
         assert {"built", "usable", "why"} <= set(entry)
     assert report["reference"]["usable"]

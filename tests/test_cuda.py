@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import shufflekernels as sk
+from shufflekernels import tolerances
 from shufflekernels.cuda_graphs import graphed
 
 from conftest import requires_cuda
@@ -14,11 +15,8 @@ from test_model import assert_logits_match, reference_model
 
 pytestmark = requires_cuda
 
-# dtype -> bound on the relative error of the logits against the float32 reference.
-MODEL_TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-2, torch.bfloat16: 8e-2}
 
-
-@pytest.mark.parametrize("dtype", list(MODEL_TOLERANCE), ids=str)
+@pytest.mark.parametrize("dtype", list(tolerances.MODEL), ids=str)
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("width", [0.5, 1.0, 1.5, 2.0])
 def test_model_parity_cuda(width, layout, dtype):
@@ -35,8 +33,8 @@ def test_model_parity_cuda(width, layout, dtype):
         # TF32 is off here (conftest.exact_float32_references); fp32 parity is as tight as on the CPU.
         assert_logits_match(got, expected)
     else:
-        err = ((got - expected).norm() / expected.norm()).item()
-        assert err <= MODEL_TOLERANCE[dtype], f"relative error {err:.2e}"
+        err = tolerances.relative_error(got, expected)
+        assert err <= tolerances.MODEL[dtype], f"relative error {err:.2e}"
 
 
 def test_cuda_graph_replay():

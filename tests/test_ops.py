@@ -9,7 +9,7 @@ import torch
 
 import shufflekernels as sk
 from shufflekernels import reference as ref
-from shufflekernels import registry
+from shufflekernels import registry, tolerances
 from shufflekernels.opspec import unit_params
 
 from conftest import (
@@ -27,26 +27,13 @@ from op_cases import CASES, make_inputs, params
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
-# dtype -> (atol, rtol) per kind of op, against the reference computed in float32 from the same
-# rounded inputs. Permutations move bits and are compared exactly. The GEMM ops round their
-# intermediates to the input dtype where the reference keeps float32.
-TOLERANCES = {
-    "depthwise": {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16: (1.6e-2, 1.6e-2)},
-    "gemm": {torch.float32: (1e-4, 1e-4), torch.float16: (1e-2, 1e-2), torch.bfloat16: (6e-2, 6e-2)},
-}
-UNIT_TOLERANCES = TOLERANCES["gemm"]
 
-
-def assert_matches_reference(op: str, out: torch.Tensor, args: tuple, tolerances: dict = TOLERANCES) -> None:
+def assert_matches_reference(op: str, out: torch.Tensor, args: tuple) -> None:
     spec = registry.OPS[op]
     expected = spec.reference(*args)
     first = args[0][0] if isinstance(args[0], list) else args[0]
     assert out.shape == expected.shape == spec.out_shape(*args) and out.dtype == first.dtype
-    if spec.kind == "permutation":
-        assert torch.equal(out, expected)
-    else:
-        atol, rtol = tolerances[spec.kind][out.dtype]
-        torch.testing.assert_close(out.float(), expected.float(), atol=atol, rtol=rtol)
+    tolerances.assert_op_close(spec.kind, out, expected)
     if out.dim() == 4:  # activations keep the input's format; logits are plain matrices
         assert_same_format(out, first)
 

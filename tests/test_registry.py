@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import shufflekernels as sk
-from shufflekernels import _library, ops, registry
+from shufflekernels import _backend_selection, ops, registry
 
 from conftest import CUDA_EMULATION_BUILT, requires_native_cpu
 
@@ -76,8 +76,8 @@ def test_native_kernels_are_registered(op):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{registry.EMULATED_NS}::{op}", "CPU")
     if CUDA_BUILT:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"{registry.NATIVE_NS}::{op}", "CUDA")
-    assert op in _library.NATIVE_KERNELS["cpu"]
-    assert (op in _library.NATIVE_KERNELS["cuda"]) == CUDA_BUILT
+    assert op in _backend_selection.NATIVE_KERNELS["cpu"]
+    assert (op in _backend_selection.NATIVE_KERNELS["cuda"]) == CUDA_BUILT
 
 
 @requires_native_cpu
@@ -92,7 +92,7 @@ def test_fake_kernels_are_registered(namespace, op):
 def test_triton_ops_have_the_native_names_and_types(triton_backend):
     from shufflekernels.triton import library
 
-    assert set(library.LAUNCHERS) == set(registry.ops_with("triton")) == set(_library.TRITON_OPS)
+    assert set(library.LAUNCHERS) == set(registry.ops_with("triton")) == set(_backend_selection.TRITON_OPS)
     assert _namespace_ops(registry.TRITON_NS) == set(registry.ops_with("triton"))
     for op in registry.ops_with("triton"):
         expected = torch._C.parse_schema(f"x::{registry.OPS[op].schema}")

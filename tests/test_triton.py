@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import shufflekernels as sk
-from shufflekernels import _library, registry
+from shufflekernels import _backend_selection, registry, tolerances
 from shufflekernels import reference as ref
 
 from conftest import LAYOUTS, calibrate_bn, make_layout, photographs
@@ -43,16 +43,6 @@ pytestmark = [
 # only tl.dot use in bfloat16) can be checked on a GPU only. Loads, stores and casts of bfloat16 work
 # and are covered by the other ops.
 BF16_DOT_UNDER_INTERPRETER = "Triton's interpreter computes bfloat16 tl.dot on the raw bits; checked on GPU only"
-
-# dtype -> (atol, rtol) against the float32 reference. float16/bfloat16: the unit kernels round the
-# pw1 output and the depthwise output to the input dtype before each tl.dot (a fused GPU kernel's
-# choice, where the reference keeps float32 throughout); and the interpreter truncates float32 ->
-# bfloat16 where a GPU rounds to nearest, one more bfloat16 ulp.
-TOLERANCES = {
-    "depthwise": {torch.float32: (1e-5, 1e-5), torch.float16: (2e-3, 2e-3), torch.bfloat16: (1.6e-2, 1.6e-2)},
-    "gemm": {torch.float32: (2e-5, 2e-5), torch.float16: (1e-2, 1e-2), torch.bfloat16: (6e-2, 6e-2)},
-}
-UNIT_TOLERANCES = TOLERANCES["gemm"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -79,7 +69,7 @@ def test_parity(layout, op, case, dtype):
         _skip_bf16_dot(dtype)
     args = make_inputs(op, case, dtype=dtype, device=DEVICE, layout=layout)
     out = sk.ops.call(op, *args, backend="triton")
-    assert_matches_reference(op, out, args, TOLERANCES)
+    assert_matches_reference(op, out, args)
     if op == "split_unit":  # the identity half is copied bit for bit into the even channels
         assert torch.equal(out[:, 0::2], args[0][:, : args[0].shape[1] // 2])
 
@@ -151,7 +141,7 @@ def test_units_read_non_contiguous_weights():
     args = make_inputs("split_unit", (1, 16, 4, 4), dtype=torch.float32, device=DEVICE, layout="nchw")
     views = [torch.stack([p, torch.zeros_like(p)], -1)[..., 0] for p in args[1:]]
     assert not any(v.is_contiguous() for v in views)
-    assert_matches_reference("split_unit", sk.ops.split_unit(args[0], *views, backend="triton"), args, TOLERANCES)
+    assert_matches_reference("split_unit", sk.ops.split_unit(args[0], *views, backend="triton"), args)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -187,17 +177,17 @@ def test_compile_fullgraph():
 
 
 def test_status_and_backends_report():
-    usable, why = _library.triton_status()
+    usable, why = _backend_selection.triton_status()
     assert usable, why
     assert ("TRITON_INTERPRET=1" in why) == INTERPRETED
     entry = sk.backends()["triton"]
     assert entry["usable"] and entry["built"]
-    assert sorted(entry["ops"]) == sorted(_library.TRITON_OPS)
+    assert sorted(entry["ops"]) == sorted(_backend_selection.TRITON_OPS)
 
 
 def test_cpu_tensor_without_interpreter_is_refused(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    _library.triton_status.cache_clear()
+    _backend_selection.triton_status.cache_clear()
     x = torch.randn(1, 4, 2, 2)
     try:
         # Without a GPU, ops.py refuses the backend; with one, the launcher refuses the CPU tensor.
@@ -212,7 +202,7 @@ def test_cpu_tensor_without_interpreter_is_refused(monkeypatch):
         assert sk.ops.resolve_backend("channel_shuffle", "auto", torch.device("cpu")) != "triton"
     finally:
         monkeypatch.undo()
-        _library.triton_status.cache_clear()
+        _backend_selection.triton_status.cache_clear()
 
 
 def test_import_does_not_import_triton():
@@ -259,8 +249,8 @@ def test_model_calibrated_on_photographs(dtype):
         if dtype == torch.float32:
             assert_logits_match(got, expected)
         else:
-            torch_error = _relative_error(model.to(dtype)(photos.to(dtype)), expected)
-            assert _relative_error(got, expected) <= 2 * torch_error + 1e-4
+            torch_error = tolerances.relative_error(model.to(dtype)(photos.to(dtype)), expected)
+            assert tolerances.relative_error(got, expected) <= 2 * torch_error + 1e-4
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,10 +275,6 @@ def _stage2(width: float):
         return x, down, ref.down_unit(x, *down), split
 
 
-def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
-    return ((got.float() - expected).norm() / expected.norm()).item()
-
-
 @pytest.mark.parametrize("op", ["down_unit", "split_unit"])
 @pytest.mark.parametrize("width", list(ref.WIDTHS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
@@ -310,5 +296,5 @@ def test_units_at_network_shapes_on_calibrated_weights(op, width, dtype):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     else:
         # Held to torch's own error in this dtype: the reference run in it, against float32.
-        torch_error = _relative_error(getattr(ref, op)(x.to(dtype), *[p.to(dtype) for p in params]), expected)
-        assert _relative_error(got, expected) <= 2 * torch_error + 1e-4
+        torch_error = tolerances.relative_error(getattr(ref, op)(x.to(dtype), *[p.to(dtype) for p in params]), expected)
+        assert tolerances.relative_error(got, expected) <= 2 * torch_error + 1e-4

@@ -22,6 +22,8 @@ fails under TRITON_INTERPRET=1 set after that import (as a test module does); tl
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import os
 
 import torch
@@ -29,8 +31,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .. import contract
-from .._library import interpreter_enabled
+from .. import contract, registry
+from .._backend_selection import interpreter_enabled, triton_device_refusal
 
 
 def interpreting() -> bool:
@@ -40,12 +42,40 @@ def interpreting() -> bool:
 
 def check_device(op: str, t: Tensor) -> None:
     """CPU tensors run only under the interpreter. ops.py asks whether the backend is usable on this
-    machine, which a CUDA device makes true, so a CPU tensor can still arrive here."""
-    if t.device.type != "cuda" and not interpreting():
-        raise RuntimeError(
-            f"shufflekernels.{op}: backend 'triton' expected a CUDA tensor (or TRITON_INTERPRET=1 set before "
-            f"the first Triton call), got a tensor on {t.device}"
-        )
+    machine, which a CUDA device makes true, so a CPU tensor can still arrive here (through torch.ops)."""
+    refusal = triton_device_refusal(op, t.device)
+    if refusal:
+        raise RuntimeError(refusal)
+
+
+def op_launcher(op: str):
+    """Makes ``body(out, *args)`` the op's launcher, ``(*args) -> out`` in schema order, around the
+    preamble every Triton op shares: the device check, the output allocated as the contract lays it out
+    (the registry's out_shape, with the strides the fake kernel gives it), an empty output returned
+    before any launch, and the launch on the input's device."""
+    spec = registry.OPS[op]
+
+    def wrap(body):
+        @functools.wraps(body)
+        def launch(*args):
+            first = args[0][0] if isinstance(args[0], (list, tuple)) else args[0]
+            check_device(op, first)
+            out = contract.empty_output(first, spec.out_shape(*args))
+            if out.numel() == 0:
+                return out
+            with device_guard(first):
+                body(out, *args)
+            return out
+
+        return launch
+
+    return wrap
+
+
+def registered_launcher(op: str):
+    """The launcher the registry names for an op (its ``triton`` entry, "module:function")."""
+    spec = registry.OPS[op]
+    return getattr(importlib.import_module(f"{__package__}.{spec.triton_module}"), spec.triton_function)
 
 
 def autotune_configs(tuned: list[triton.Config], interpreted: triton.Config) -> list[triton.Config]:
@@ -83,12 +113,6 @@ def next_pow2(n: int, at_least: int = 16) -> int:
 def channels_innermost(t: Tensor) -> bool:
     """Whether tiles of ``t`` should be pixel-major: its channel stride is below its column stride."""
     return t.stride(1) < t.stride(3)
-
-
-def empty_output(like: Tensor, shape) -> Tensor:
-    """The output buffer, allocated with the strides the op contract (and the fake kernel) gives it, not
-    allocated NCHW and copied into that format."""
-    return contract.empty_output(like, shape)
 
 
 def device_guard(t: Tensor):

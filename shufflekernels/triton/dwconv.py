@@ -12,15 +12,12 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..contract import dw_out_size
 from .common import (
     PIXEL_ARGS,
     autotune_configs,
     channels_innermost,
-    check_device,
-    device_guard,
     dw3x3_tile,
-    empty_output,
+    op_launcher,
     pixel_bucket,
     pixel_coords,
     store_tile,
@@ -116,24 +113,19 @@ def _dwconv3x3_kernel(
     )
 
 
-def dwconv3x3(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> Tensor:
-    check_device("dwconv3x3", x)
+@op_launcher("dwconv3x3")
+def dwconv3x3(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, relu: bool) -> None:
     n, c, h, w = x.shape
-    h_out, w_out = dw_out_size(h, stride), dw_out_size(w, stride)
-    out = empty_output(x, (n, c, h_out, w_out))
-    if out.numel() == 0:
-        return out
+    h_out, w_out = out.shape[2:]
     m = n * h_out * w_out
 
     def grid(meta):
         return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c, meta["BLOCK_C"]))
 
-    with device_guard(x):
-        _dwconv3x3_kernel[grid](
-            x, *x.stride(), weight, weight.stride(0), weight.stride(2), weight.stride(3),
-            weight if bias is None else bias.contiguous(), out, *out.stride(),
-            m, c, h, w, w_out, h_out * w_out, pixel_bucket(m),
-            STRIDE=stride, HAS_BIAS=bias is not None, RELU=relu,
-            X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
-        )  # fmt: skip
-    return out
+    _dwconv3x3_kernel[grid](
+        x, *x.stride(), weight, weight.stride(0), weight.stride(2), weight.stride(3),
+        weight if bias is None else bias.contiguous(), out, *out.stride(),
+        m, c, h, w, w_out, h_out * w_out, pixel_bucket(m),
+        STRIDE=stride, HAS_BIAS=bias is not None, RELU=relu,
+        X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
+    )  # fmt: skip

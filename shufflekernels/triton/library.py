@@ -14,31 +14,20 @@ and TRITON_INTERPRET must be set before then.
 
 from __future__ import annotations
 
-import importlib
-
 import torch
 
 from .. import registry
+from .common import registered_launcher
 
 
-def _launcher(name: str):
-    """The launcher the registry names for an op ("module:function" in this package), which takes the
-    op's arguments in schema order."""
-    module, function = registry.OPS[name].triton.split(":")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
-
-
-LAUNCHERS = {name: _launcher(name) for name in registry.ops_with("triton")}
+LAUNCHERS = {name: registered_launcher(name) for name in registry.ops_with("triton")}
 
 
 def _checked(name: str):
     spec, launch = registry.OPS[name], LAUNCHERS[name]
-    # The dispatcher leaves out trailing arguments that equal their schema default.
-    defaults = [a.default_value for a in spec.arguments if a.has_default_value()]
 
     def run(*args):
-        missing = len(spec.arguments) - len(args)
-        args = (*args, *defaults[len(defaults) - missing :]) if missing else args
+        args = spec.complete(args)
         spec.check(*args)
         return launch(*args)
 

@@ -23,10 +23,8 @@ from .common import (
     PIXEL_ARGS,
     autotune_configs,
     channels_innermost,
-    check_device,
-    device_guard,
-    empty_output,
     load_tile,
+    op_launcher,
     pixel_bucket,
     pixel_coords,
     store_tile,
@@ -135,50 +133,40 @@ def _shuffle_cat_kernel(
     store_tile(out, n * o_sn + h * o_sh + w * o_sw, oc.to(tl.int64) * o_sc, tile, pix_mask, q_mask, OUT_PIXEL_MAJOR)
 
 
-def channel_shuffle(x: Tensor, groups: int) -> Tensor:
-    check_device("channel_shuffle", x)
+@op_launcher("channel_shuffle")
+def channel_shuffle(out: Tensor, x: Tensor, groups: int) -> None:
     n, c, h, w = x.shape
-    out = empty_output(x, x.shape)
-    if out.numel() == 0:
-        return out
     m = n * h * w
 
     def grid(meta):
         return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c, meta["BLOCK_C"]))
 
-    with device_guard(x):
-        _channel_shuffle_kernel[grid](
-            x, *x.stride(), out, *out.stride(), m, h * w, w, c, groups, pixel_bucket(m),
-            X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
-        )  # fmt: skip
-    return out
+    _channel_shuffle_kernel[grid](
+        x, *x.stride(), out, *out.stride(), m, h * w, w, c, groups, pixel_bucket(m),
+        X_PIXEL_MAJOR=channels_innermost(x), OUT_PIXEL_MAJOR=channels_innermost(out),
+    )  # fmt: skip
 
 
-def shuffle_cat(tensors: Sequence[Tensor]) -> Tensor:
-    check_device("shuffle_cat", tensors[0])
+@op_launcher("shuffle_cat")
+def shuffle_cat(out: Tensor, tensors: Sequence[Tensor]) -> None:
     first = tensors[0]
     n, c_each, h, w = first.shape
     groups = len(tensors)
-    out = empty_output(first, (n, groups * c_each, h, w))
-    if out.numel() == 0:
-        return out
     # One set of source strides serves every source; sources laid out unlike the first are copied once
     # into the output's layout (and then the first is too, if it differs from that).
     if any(t.stride() != first.stride() for t in tensors):
         tensors = [t.contiguous(memory_format=output_memory_format(out)) for t in tensors]
     m = n * h * w
     x_sn, x_sc, x_sh, x_sw = tensors[0].stride()
-    with device_guard(first):
-        for start in range(0, groups, MAX_SOURCES):
-            chunk = list(tensors[start : start + MAX_SOURCES])
-            num = len(chunk)
-            chunk += [chunk[0]] * (MAX_SOURCES - num)
+    for start in range(0, groups, MAX_SOURCES):
+        chunk = list(tensors[start : start + MAX_SOURCES])
+        num = len(chunk)
+        chunk += [chunk[0]] * (MAX_SOURCES - num)
 
-            def grid(meta, num=num):
-                return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c_each * num, meta["BLOCK_C"]))
+        def grid(meta, num=num):
+            return (triton.cdiv(m, meta["BLOCK_P"]), triton.cdiv(c_each * num, meta["BLOCK_C"]))
 
-            _shuffle_cat_kernel[grid](
-                *chunk, x_sn, x_sc, x_sh, x_sw, out, *out.stride(), m, h * w, w, c_each, groups, start, pixel_bucket(m),
-                NUM_SOURCES=num, X_PIXEL_MAJOR=channels_innermost(tensors[0]), OUT_PIXEL_MAJOR=channels_innermost(out),
-            )  # fmt: skip
-    return out
+        _shuffle_cat_kernel[grid](
+            *chunk, x_sn, x_sc, x_sh, x_sw, out, *out.stride(), m, h * w, w, c_each, groups, start, pixel_bucket(m),
+            NUM_SOURCES=num, X_PIXEL_MAJOR=channels_innermost(tensors[0]), OUT_PIXEL_MAJOR=channels_innermost(out),
+        )  # fmt: skip

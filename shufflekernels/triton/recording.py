@@ -17,19 +17,15 @@ import importlib
 import triton
 
 from .. import registry
+from . import common
 
 # The modules holding the Triton launchers the registry names ("module:function"): their kernels are
 # the ones recorded, so a new kernel file is counted without a list of its own here.
 KERNEL_MODULES = tuple(
     importlib.import_module(f"{__package__}.{module}")
-    for module in sorted({spec.triton.split(":")[0] for spec in registry.OPS.values() if spec.triton})
+    for module in sorted({spec.triton_module for spec in registry.OPS.values() if spec.triton})
 )
-
-
-def launcher(op: str):
-    """The registry's Triton launcher of an op."""
-    module, function = registry.OPS[op].triton.split(":")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
+launcher = common.registered_launcher
 
 
 class _Recorder:
@@ -71,9 +67,8 @@ def kernels_replaced(make):
     for module, name, tuner in autotuned_kernels():
         saved.append((module, name, tuner))
         setattr(module, name, make(module, name, tuner))
-    for module in KERNEL_MODULES:
-        saved.append((module, "check_device", module.check_device))
-        module.check_device = lambda op, t: None
+    saved.append((common, "check_device", common.check_device))
+    common.check_device = lambda op, t: None
     try:
         yield
     finally:
@@ -89,6 +84,4 @@ def recording(launches: list, layer: str, make):
 
 def launch(op: str, x, params, options):
     """The op's Triton launcher on (x, *params), with the op's defaults for what options leaves out."""
-    if op == "pointwise":
-        return launcher(op)(x, *params, options.get("relu", True))
-    return launcher(op)(x, *params, **options)
+    return launcher(op)(*registry.OPS[op].complete((x, *params), options))

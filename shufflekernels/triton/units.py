@@ -33,18 +33,15 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ..contract import dw_out_size
 from .common import (
     PIXEL_ARGS,
     autotune_configs,
     channels_innermost,
-    check_device,
-    device_guard,
     dw3x3_tile,
-    empty_output,
     interpreting,
     load_tile,
     next_pow2,
+    op_launcher,
     pixel_bucket,
     pixel_coords,
     store_tile,
@@ -363,36 +360,20 @@ def _unit(out: Tensor, a: Tensor, a_params, b: Tensor, b_params, stride: int, h:
     )  # fmt: skip
 
 
-def pointwise(x: Tensor, weight: Tensor, bias: Tensor, relu: bool) -> Tensor:
+@op_launcher("pointwise")
+def pointwise(out: Tensor, x: Tensor, weight: Tensor, bias: Tensor, relu: bool) -> None:
     """conv1x1(x, weight) + bias, then ReLU when relu, in x's memory format (written there directly)."""
-    check_device("pointwise", x)
-    out = empty_output(x, (x.shape[0], weight.shape[0], x.shape[2], x.shape[3]))
-    if out.numel() == 0:
-        return out
-    with device_guard(x):
-        _pointwise_relu(x, weight, bias, out, relu)
-    return out
+    _pointwise_relu(x, weight, bias, out, relu)
 
 
-def split_unit(x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> Tensor:
-    check_device("split_unit", x)
+@op_launcher("split_unit")
+def split_unit(out: Tensor, x, pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b) -> None:
     n, c, h, w = x.shape
-    out = empty_output(x, x.shape)
-    if out.numel() == 0:
-        return out
     branch = c // 2
-    with device_guard(x):
-        _unit(out, x[:, :branch], None, x[:, branch:], (pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b), 1, h, w)
-    return out
+    _unit(out, x[:, :branch], None, x[:, branch:], (pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b), 1, h, w)
 
 
-def down_unit(x, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b) -> Tensor:
-    check_device("down_unit", x)
+@op_launcher("down_unit")
+def down_unit(out: Tensor, x, dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b) -> None:
     n, _, h, w = x.shape
-    branch = pw1_w.shape[0]
-    out = empty_output(x, (n, 2 * branch, dw_out_size(h, 2), dw_out_size(w, 2)))
-    if out.numel() == 0:
-        return out
-    with device_guard(x):
-        _unit(out, x, (dw1_w, dw1_b, pw3_w, pw3_b), x, (pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b), 2, h, w)
-    return out
+    _unit(out, x, (dw1_w, dw1_b, pw3_w, pw3_b), x, (pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b), 2, h, w)

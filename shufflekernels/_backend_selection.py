@@ -104,6 +104,17 @@ def triton_status() -> tuple[bool, str]:
     )
 
 
+def triton_device_refusal(op: str, device: torch.device) -> str | None:
+    """Why the Triton kernels cannot take tensors on ``device``, or None: Triton compiles for GPUs and
+    reads CPU tensors only through its interpreter."""
+    if device.type == "cuda" or interpreter_enabled():
+        return None
+    return (
+        f"shufflekernels.{op}: backend 'triton' expected a CUDA tensor (or TRITON_INTERPRET=1 set before the "
+        f"first Triton call, for CPU tensors), got a tensor on {device}"
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Selection.
 # --------------------------------------------------------------------------------------------------
@@ -149,12 +160,9 @@ def resolve_backend(op: str, backend: str, device: torch.device) -> str:
             )
         if not triton_usable():
             raise RuntimeError(f"shufflekernels.{op}: backend 'triton' is not usable here: {triton_status()[1]}")
-        if device_type == "cpu" and not interpreter_enabled():
-            # Triton compiles for GPUs; it reads CPU tensors only through its interpreter.
-            raise RuntimeError(
-                f"shufflekernels.{op}: backend 'triton' expected CUDA tensors (or TRITON_INTERPRET=1 for CPU "
-                f"tensors), got a {device_type} tensor"
-            )
+        refusal = triton_device_refusal(op, device)
+        if refusal:
+            raise RuntimeError(refusal)
         return "triton"
     if backend == "reference":
         return "reference"
