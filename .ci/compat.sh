@@ -32,13 +32,15 @@ fi
 
 home="$cache/$which-py$python_version-torch$release"
 venv="$home/venv"
-if [ ! -f "$venv/.installed" ]; then
+# The venv is remade when what it is made from changes (the marker holds a digest of that).
+packages=("torch==$release.*" torchvision ninja "setuptools>=64" wheel pytest-xdist)
+recipe=$(echo "${packages[*]}" | cat - requirements-test.txt | sha256sum | cut -c1-16)
+if [ "$(cat "$venv/.installed" 2>/dev/null)" != "$recipe" ]; then
   rm -rf "$venv"
   "$python_bin" -m venv "$venv"
   # The machine's pip configuration may cap torch below the newest release: the constraint is lifted
   # for this venv alone. torchvision is whichever release requires this torch.
-  PIP_CONSTRAINT=/dev/null "$venv/bin/pip" install -q "torch==$release.*" torchvision ninja "setuptools>=64" wheel \
-    -r requirements-test.txt
+  PIP_CONSTRAINT=/dev/null "$venv/bin/pip" install -q "${packages[@]}" -r requirements-test.txt
   # Triton 3.6's interpreter converts one-element arrays to Python ints with int(), which numpy 2.4
   # removed (TypeError: only 0-dimensional arrays can be converted to Python scalars, at any range()
   # over a kernel argument): with that Triton the interpreter tests need numpy < 2.4. Its compiled
@@ -46,7 +48,7 @@ if [ ! -f "$venv/.installed" ]; then
   if "$venv/bin/python" -c 'import sys, triton; sys.exit(tuple(map(int, triton.__version__.split(".")[:2])) >= (3, 7))'; then
     PIP_CONSTRAINT=/dev/null "$venv/bin/pip" install -q "numpy<2.4"
   fi
-  touch "$venv/.installed"
+  echo "$recipe" >"$venv/.installed"
 fi
 "$venv/bin/python" - <<'PY'
 import numpy, sys, torch, triton
@@ -85,5 +87,7 @@ started=$(date +%s)
 "$venv/bin/python" setup.py -q build_ext --inplace
 "$venv/bin/python" -c 'import shufflekernels as sk; info = sk.build_info(); assert info.get("cuda"), info; print("compat: built", info)'
 echo "compat: build $(( $(date +%s) - started ))s"
-"$venv/bin/python" -m pytest -q -p no:cacheprovider
+# Both cores, a test file per worker (a Triton test module sets TRITON_INTERPRET before its process
+# first imports the kernels), one torch thread per worker.
+OMP_NUM_THREADS=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider -n "$MAX_JOBS" --dist loadfile
 "$venv/bin/python" .ci/check_triton_sm90.py --jobs "$MAX_JOBS"

@@ -263,6 +263,29 @@ BAD_INPUTS = {
 }
 
 
+def _activation_one_dimension_short(op: str) -> tuple:
+    """The op's example arguments with its activation (the first tensor) missing its batch dimension."""
+    args = list(registry.example_args(op))
+    if isinstance(args[0], list):
+        args[0] = [args[0][0][0], *args[0][1:]]
+    else:
+        args[0] = args[0][0]
+    return tuple(args)
+
+
+# Every op gets this case without an entry of its own (so a new op is covered the day it is added);
+# the entries above name the bad inputs particular to each op.
+for _op, _spec in registry.OPS.items():
+    _first = "tensors[0]" if str(_spec.arguments[0].type).startswith("List") else _spec.arg_names[0]
+    BAD_INPUTS[f"{_op} activation of rank 3 (every op)"] = (
+        _op,
+        lambda op=_op: _activation_one_dimension_short(op),
+        ValueError,
+        _first,
+        {},
+    )
+
+
 def raised(call) -> tuple[type, str]:
     """(exception class, message) of what call raises."""
     with pytest.raises(Exception) as info:
