@@ -29,6 +29,7 @@
 #include "../index_math.h"
 #include "../layout.h"
 #include "../network_composite.h"
+#include "../network_params.h"
 #include "../plan_cache.h"
 #include "../unit_orchestration.h"
 #include "bodies.cuh"
@@ -446,15 +447,15 @@ inline UnitGemm make_unit_gemm(const Tensor& branch1, const Tensor& branch1_bias
   return {w.view({2 * cb, ca + cb, 1, 1}), b.view({2 * cb})};
 }
 
-inline std::shared_ptr<const UnitGemms> make_unit_gemms(at::TensorList params, at::IntArrayRef stage_repeats) {
+inline std::shared_ptr<const UnitGemms> make_unit_gemms(const NetworkParams& net) {
   auto gemms = std::make_shared<UnitGemms>();
-  size_t i = 2;
-  for (int64_t repeats : stage_repeats) {
-    gemms->units.push_back(
-        make_unit_gemm(params[i + 2], params[i + 3], params[i].size(0), params[i + 8], params[i + 9]));
-    i += 10;
-    for (int64_t u = 1; u < repeats; ++u, i += 6) {
-      gemms->units.push_back(make_unit_gemm(Tensor(), Tensor(), params[i + 4].size(0), params[i + 4], params[i + 5]));
+  for (const UnitParams& unit : net.units) {
+    if (unit.kind() == UnitKind::Down) {
+      const DownUnitParams& d = unit.down();
+      gemms->units.push_back(make_unit_gemm(d.pw3_w, d.pw3_b, d.dw1_w.size(0), d.pw2_w, d.pw2_b));
+    } else {
+      const SplitUnitParams& s = unit.split();
+      gemms->units.push_back(make_unit_gemm(Tensor(), Tensor(), s.pw2_w.size(0), s.pw2_w, s.pw2_b));
     }
   }
   return gemms;
@@ -466,11 +467,29 @@ PlanCache<UnitGemms>& unit_gemm_plans() {
   return *cache;
 }
 
+// One unit of the network, channels_last, in three launches: its first 1x1 with bias and ReLU in the
+// GEMM epilogue, run_unit_dwconv, and its UnitGemm.
+template <class Exec>
+Tensor run_network_unit(Exec& exec, const Tensor& x, const UnitParams& unit, const UnitGemm& gemm) {
+  Tensor z;
+  if (unit.kind() == UnitKind::Down) {
+    const DownUnitParams& d = unit.down();
+    const Tensor t = gemm_bias_act(exec, x, Layout::NHWC, d.pw1_w, d.pw1_b.contiguous(), true);
+    z = run_unit_dwconv(exec, x, d.dw1_w, d.dw1_b, t, d.dw2_w, d.dw2_b, 2);
+  } else {
+    const SplitUnitParams& s = unit.split();
+    const int64_t cb = x.size(1) / 2;
+    const Tensor t = gemm_bias_act(exec, x.narrow(1, cb, cb), Layout::NHWC, s.pw1_w, s.pw1_b.contiguous(), true);
+    z = run_unit_dwconv(exec, x.narrow(1, 0, cb), Tensor(), Tensor(), t, s.dw_w, s.dw_b, 1);
+  }
+  return gemm_bias_act(exec, z, Layout::NHWC, gemm.weight, gemm.bias, true);
+}
+
 // The whole network: the stem (reading the image in its own layout, writing channels_last), each unit
-// as three launches (its first 1x1 with bias and ReLU in the GEMM epilogue, run_unit_dwconv, and its
-// UnitGemm), then conv5 (epilogue), the mean and the classifier: 52 launches at ShuffleNetV2's
-// 4/8/4 units (docs/design.md). exec.begin_layer marks where each layer's launches start (the ledger
-// reads them from the emulation; on the GPU it does nothing). A CUDA graph captures the layer ops (below).
+// as three launches (run_network_unit), then conv5 (epilogue), the mean and the classifier: 52 launches
+// at ShuffleNetV2's 4/8/4 units (docs/design.md). exec.begin_layer marks where each layer's launches
+// start (the ledger reads them from the emulation; on the GPU it does nothing). A CUDA graph captures the
+// layer ops (below).
 template <class Exec>
 Tensor shufflenet_impl(const Tensor& x_in, at::TensorList params, at::IntArrayRef stage_repeats) {
   check_shufflenet(x_in, params, stage_repeats);
@@ -492,44 +511,29 @@ Tensor shufflenet_impl(const Tensor& x_in, at::TensorList params, at::IntArrayRe
         Exec::kLibrary, x_in, params, stage_repeats,
         [&](const char* name, int64_t read, int64_t written) { return exec.library(name, Traffic{read, written}); });
   }
+  const NetworkParams net = parse_network_params(params, stage_repeats);
   // The unit GEMMs' weights, made on the first call with these weights. Once cached, any thread may read
   // them from any stream, so their kernels finish before they are.
   const auto gemms = unit_gemm_plans<Exec>().get(params, [&] {
-    auto made = make_unit_gemms(params, stage_repeats);
+    auto made = make_unit_gemms(net);
     exec.synchronize();
     return made;
   });
   const auto [x, layout] = in_kernel_layout(x_in);
   int layer = 0;
   exec.begin_layer(layer++);
-  Tensor y = run_stem(exec, x, layout, Layout::NHWC, params[0], params[1]);
-  size_t i = 2, u = 0;
-  for (int64_t repeats : stage_repeats) {
-    for (int64_t r = 0; r < repeats; ++r, ++u) {
-      exec.begin_layer(layer++);
-      Tensor z;
-      if (r == 0) {  // the down unit: dw1_w, dw1_b, pw3_w, pw3_b, pw1_w, pw1_b, dw2_w, dw2_b, pw2_w, pw2_b
-        const Tensor t = gemm_bias_act(exec, y, Layout::NHWC, params[i + 4], params[i + 5].contiguous(), true);
-        z = run_unit_dwconv(exec, y, params[i], params[i + 1], t, params[i + 6], params[i + 7], 2);
-        i += 10;
-      } else {  // a split unit: pw1_w, pw1_b, dw_w, dw_b, pw2_w, pw2_b
-        const int64_t cb = y.size(1) / 2;
-        const Tensor t =
-            gemm_bias_act(exec, y.narrow(1, cb, cb), Layout::NHWC, params[i], params[i + 1].contiguous(), true);
-        z = run_unit_dwconv(exec, y.narrow(1, 0, cb), Tensor(), Tensor(), t, params[i + 2], params[i + 3], 1);
-        i += 6;
-      }
-      const UnitGemm& g = gemms->units[u];
-      y = gemm_bias_act(exec, z, Layout::NHWC, g.weight, g.bias, true);
-    }
+  Tensor y = run_stem(exec, x, layout, Layout::NHWC, net.stem.weight, net.stem.bias);
+  for (size_t u = 0; u < net.units.size(); ++u) {
+    exec.begin_layer(layer++);
+    y = run_network_unit(exec, y, net.units[u], gemms->units[u]);
   }
   exec.begin_layer(layer);
-  y = gemm_bias_act(exec, y, Layout::NHWC, params[i], params[i + 1].contiguous(), true);
+  y = gemm_bias_act(exec, y, Layout::NHWC, net.head.conv5_w, net.head.conv5_b.contiguous(), true);
   const int64_t N = y.size(0), C = y.size(1), es = y.element_size();
   const Tensor features = run_library(
       exec, "mean", Traffic{y.numel() * es, N * C * es}, [&] { return y.mean({2, 3}, /*keepdim=*/true); },
       [&] { return at::empty({N, C, 1, 1}, y.options()); });
-  return gemm_bias_act(exec, features, Layout::NCHW, params[i + 2], params[i + 3].contiguous(), false).flatten(1);
+  return gemm_bias_act(exec, features, Layout::NCHW, net.head.fc_w, net.head.fc_b.contiguous(), false).flatten(1);
 }
 
 // Every op of one library on one dispatch key, run by the executor Exec: the CUDA key of shufflekernels
