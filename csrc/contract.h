@@ -242,7 +242,9 @@ inline void check_shufflenet(const at::Tensor& x, at::TensorList params, at::Int
 // Output sizes (shufflekernels/contract.py has the same).
 // ---------------------------------------------------------------------------------------------------
 
-// The stem: conv 3x3/2 then max-pool 3x3/2, both with padding 1.
-inline int64_t stem_out_size(int64_t in_size) { return dwconv3x3_out_size(dwconv3x3_out_size(in_size, 2), 2); }
+// The stem: conv 3x3/2 then max-pool 3x3/2, both with padding 1 (the kernels keep the conv's size for
+// their scratch rows).
+inline int64_t stem_conv_out_size(int64_t in_size) { return dwconv3x3_out_size(in_size, 2); }
+inline int64_t stem_out_size(int64_t in_size) { return dwconv3x3_out_size(stem_conv_out_size(in_size), 2); }
 
 }  // namespace shufflekernels

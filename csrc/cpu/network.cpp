@@ -128,19 +128,8 @@ class Plan {
  public:
   Plan(at::TensorList params, at::IntArrayRef stage_repeats) {
     const NetworkParams net = parse_network_params(params, stage_repeats);
-    const int64_t c_in = net.stem.weight.size(1);
-    stem_cout_ = net.stem.weight.size(0);
-    stem_cpad_ = round_up(stem_cout_, kernels().stem_channel_block);
-    stem_w_.assign(c_in * 9 * stem_cpad_, 0.f);
-    stem_b_.assign(stem_cpad_, 0.f);
-    const auto w = net.stem.weight.accessor<float, 4>();
-    const auto b = net.stem.bias.accessor<float, 1>();
-    for (int64_t co = 0; co < stem_cout_; ++co) {
-      for (int64_t ci = 0; ci < c_in; ++ci)
-        for (int64_t t = 0; t < 9; ++t) stem_w_[(ci * 9 + t) * stem_cpad_ + co] = w[co][ci][t / 3][t % 3];
-      stem_b_[co] = b[co];
-    }
-    int64_t c = stem_cout_;
+    stem_ = stem_weights(kernels(), net.stem.weight, net.stem.bias);
+    int64_t c = stem_.c_out;
     for (const UnitParams& unit : net.units) {
       units_.push_back(unit.kind() == UnitKind::Down ? down_unit_plan(unit.down(), c)
                                                      : split_unit_plan(unit.split(), c));
@@ -160,8 +149,7 @@ class Plan {
   void head(const float* features, int64_t image_stride, const Geometry& g, int64_t N, float* conv5_out,
             int64_t conv5_stride, float* pooled, float* logits, int t, int T) const;
 
-  int64_t stem_cout_ = 0, stem_cpad_ = 0;
-  std::vector<float> stem_w_, stem_b_;
+  StemWeights stem_;
   std::vector<UnitPlan> units_;
   Panels conv5_, fc_;
   mutable std::mutex arena_mutex_;
@@ -172,12 +160,12 @@ Geometry Plan::geometry(const Tensor& x) const {
   Geometry g;
   g.H = x.size(2);
   g.W = x.size(3);
-  g.Hc = dwconv3x3_out_size(g.H, 2);
-  g.Wc = dwconv3x3_out_size(g.W, 2);
-  g.Hp = dwconv3x3_out_size(g.Hc, 2);
-  g.Wp = dwconv3x3_out_size(g.Wc, 2);
+  g.Hc = stem_conv_out_size(g.H);
+  g.Wc = stem_conv_out_size(g.W);
+  g.Hp = stem_out_size(g.H);
+  g.Wp = stem_out_size(g.W);
   int64_t H = g.Hp, W = g.Wp;
-  g.act_floats = H * W * stem_cout_;
+  g.act_floats = H * W * stem_.c_out;
   for (const UnitPlan& u : units_) {
     const int64_t Ho = u.down ? dwconv3x3_out_size(H, 2) : H, Wo = u.down ? dwconv3x3_out_size(W, 2) : W;
     const int64_t Bs = round_up(u.B, kPanelPad), Cs = round_up(u.c_in, kPanelPad);
@@ -255,10 +243,10 @@ const float* Plan::units(const Tensor& x, const Geometry& g, int64_t n0, int64_t
                  x.size(1),
                  g.H,
                  g.W,
-                 stem_w_.data(),
-                 stem_b_.data(),
-                 stem_cout_,
-                 stem_cpad_,
+                 stem_.weight.data(),
+                 stem_.bias.data(),
+                 stem_.c_out,
+                 stem_.c_pad,
                  g.Hc,
                  g.Wc,
                  g.Hp,
@@ -356,7 +344,7 @@ Tensor Plan::forward(const Tensor& x) const {
   // gathered back to back.
   const bool team = N < T;
   const int64_t images = team ? N : T;  // images whose activations are live at once
-  const int64_t stem_scratch = 3 * g.Wc * stem_cpad_;
+  const int64_t stem_scratch = 3 * g.Wc * stem_.c_pad;
   Buffers buf{};
   buf.scratch_floats = g.band_floats + stem_scratch;
   const int64_t C4 = units_.back().B * 2, C5 = conv5_.c_out, HW5 = g.H5 * g.W5;

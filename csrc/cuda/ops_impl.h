@@ -254,8 +254,7 @@ template <class Exec>
 Tensor run_stem(Exec& exec, const Tensor& x, Layout layout, Layout out_layout, const Tensor& weight_in,
                 const Tensor& bias_in) {
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Cout = weight_in.size(0);
-  const int64_t Hc = dwconv3x3_out_size(H, 2), Wc = dwconv3x3_out_size(W, 2);
-  const int64_t Hp = dwconv3x3_out_size(Hc, 2), Wp = dwconv3x3_out_size(Wc, 2);
+  const int64_t Hc = stem_conv_out_size(H), Wc = stem_conv_out_size(W), Hp = stem_out_size(H), Wp = stem_out_size(W);
   Tensor out = at::empty({N, Cout, Hp, Wp}, x.options().memory_format(memory_format_of(out_layout)));
   if (out.numel() == 0) return out;
   TORCH_CHECK(layout == out_layout || out_layout == Layout::NHWC,
