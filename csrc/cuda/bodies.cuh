@@ -22,7 +22,7 @@
 #include <cstdint>
 
 #include "../index_math.h"
-#include "plan.h"
+#include "launch_plan.h"
 
 namespace shufflekernels::gpu {
 

@@ -9,7 +9,7 @@
 // Compiled by the host compiler in every build, CUDA or not. Test hooks come with it:
 // launch_log() lists the body launches since the last call (body, layout, vector width, index bits);
 // traffic_log() lists every launch since its last call, library calls (cuBLAS through ATen) included,
-// as "body|library <name> <bytes read> <bytes written>" (plan.h, Traffic), and where the network's
+// as "body|library <name> <bytes read> <bytes written>" (launch_plan.h, Traffic), and where the network's
 // layers start, as "layer <index>", for the ledger;
 // force_wide_index(on) makes every launch plan as if its tensors had 2^31 elements or more;
 // dry_run(on) makes every launch count without computing (bodies are not run, library calls return

@@ -1,5 +1,5 @@
 // The host side of the CUDA backend's ops, written once for both executors (bodies.cuh says which):
-// input checks (csrc/contract.h), the layout each kernel reads, launch planning (plan.h), and the
+// input checks (csrc/contract.h), the layout each kernel reads, launch planning (launch_plan.h), and the
 // launches of the bodies. register_ops<Exec> registers them all on one library and dispatch key.
 //
 // Exec(device) holds what a launch needs (device guard, stream); exec.run(body, items) runs body(i) for
@@ -33,14 +33,14 @@
 #include "../plan_cache.h"
 #include "../unit_orchestration.h"
 #include "bodies.cuh"
-#include "plan.h"
+#include "launch_plan.h"
 
 namespace shufflekernels::gpu {
 
 using at::Tensor;
 
 // A library call (cuBLAS, cuDNN or another ATen kernel) that the executor counts as one launch with
-// the given traffic (plan.h): `call` makes it; in the emulation's dry run `dry` makes an uninitialised
+// the given traffic (launch_plan.h): `call` makes it; in the emulation's dry run `dry` makes an uninitialised
 // result of the same shape and layout instead.
 template <class Exec, class Call, class Dry>
 Tensor run_library(const Exec& exec, const char* name, const Traffic& traffic, Call&& call, Dry&& dry) {
