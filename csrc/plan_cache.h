@@ -1,6 +1,6 @@
 // Plans made once per set of weights and reused while those weights stay unchanged: the CPU's network
 // plan (csrc/cpu/network.cpp: packed weights and an activation arena) and the CUDA network's unit GEMM
-// weights (csrc/cuda/ops_impl.h, UnitGemms).
+// weights (csrc/cuda/network_ops.h, UnitGemms).
 #pragma once
 
 #include <ATen/core/Tensor.h>
