@@ -157,7 +157,8 @@ if sanitize:
 # entry here; CMakeLists.txt globs the same, less the Python module.
 sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cpp"))
 if os.environ.get("SK_HOST_EMULATION", "1") == "0":
-    sources.remove("csrc/cuda/host_emulation.cpp")
+    # The emulated library: its registration and the op families it compiles for host threads.
+    sources = [s for s in sources if s != "csrc/cuda/host_emulation.cpp" and not s.startswith("csrc/cuda/emulated/")]
 extra_compile_args = {"cxx": cxx_flags}
 extension_cls = CppExtension
 if with_cuda:

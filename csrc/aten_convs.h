@@ -1,7 +1,7 @@
 // The convolutions left to ATen: the units' 1x1 convolutions as GEMMs (MKL/oneDNN on CPU, cuBLAS on
 // CUDA), and the stem as ATen's conv, ReLU and max-pool where a backend has no kernel of its own.
 // pointwise_raw writes raw products, whose bias and ReLU the kernel reading them applies (the CUDA units on
-// channels_last take cuBLASLt's epilogue instead: cuda/ops_impl.h, gemm_bias_act).
+// channels_last take cuBLASLt's epilogue instead: cuda/library_calls.h, gemm_bias_act).
 #pragma once
 
 #include <ATen/core/Tensor.h>

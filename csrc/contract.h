@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "index_math.h"
+#include "network_params.h"
 
 namespace shufflekernels {
 
@@ -173,69 +174,77 @@ inline int64_t check_down_unit(const at::Tensor& x, const at::Tensor& dw1_w, con
   return cb;
 }
 
-// The whole network: each parameter's shape follows from those before it (reference.shufflenet's order).
+// The whole network: each parameter's shape follows from those before it (network_params.h: the list's
+// order). Each weight's rank is checked before its output channels set the shapes after it.
 inline void check_shufflenet(const at::Tensor& x, at::TensorList params, at::IntArrayRef stage_repeats) {
   const char* op = "shufflenet";
   check_activation(op, "x", x);
   check_spatial(op, x);
   bool positive = !stage_repeats.empty();
-  int64_t count = 2 + 4;
-  for (int64_t r : stage_repeats) {
-    positive = positive && r >= 1;
-    count += 10 + 6 * (r - 1);
-  }
+  for (int64_t r : stage_repeats) positive = positive && r >= 1;
   TORCH_CHECK_VALUE(positive, "shufflekernels.shufflenet: argument 'stage_repeats' expected at least one stage, ",
                     "each of at least one unit, got ", stage_repeats);
+  const int64_t count = network_param_count(stage_repeats);
   TORCH_CHECK_VALUE(static_cast<int64_t>(params.size()) == count,
                     "shufflekernels.shufflenet: argument 'params' expected ", count, " tensors for stage_repeats ",
                     stage_repeats, ", got ", params.size());
-  auto name = [](size_t i) { return "params[" + std::to_string(i) + "]"; };
-  auto expect = [&](size_t i, at::IntArrayRef shape) { check_like(op, name(i), params[i], "x", x, shape); };
-  auto width = [&](size_t i) {  // output channels of the weight at params[i], which set the shapes after it
-    check_rank(op, name(i), params[i], 4);
-    return params[i].size(0);
+  auto expect = [&](const at::Tensor& p, at::IntArrayRef shape) {
+    check_like(op, param_name(params, p), p, "x", x, shape);
   };
-  int64_t c = width(0);
-  expect(0, {c, x.size(1), 3, 3});
-  expect(1, {c});
-  size_t i = 2;
-  for (int64_t r : stage_repeats) {
-    const int64_t b = width(i + 2);  // the down unit's pw3: its branch width
-    for (const auto& [k, shape] : std::initializer_list<std::pair<size_t, std::vector<int64_t>>>{{0, {c, 1, 3, 3}},
-                                                                                                 {1, {c}},
-                                                                                                 {2, {b, c, 1, 1}},
-                                                                                                 {3, {b}},
-                                                                                                 {4, {b, c, 1, 1}},
-                                                                                                 {5, {b}},
-                                                                                                 {6, {b, 1, 3, 3}},
-                                                                                                 {7, {b}},
-                                                                                                 {8, {b, b, 1, 1}},
-                                                                                                 {9, {b}}}) {
-      expect(i + k, shape);
-    }
-    i += 10;
-    c = 2 * b;
-    for (int64_t u = 1; u < r; ++u) {
-      for (const auto& [k, shape] : std::initializer_list<std::pair<size_t, std::vector<int64_t>>>{
-               {0, {b, b, 1, 1}}, {1, {b}}, {2, {b, 1, 3, 3}}, {3, {b}}, {4, {b, b, 1, 1}}, {5, {b}}}) {
-        expect(i + k, shape);
+  auto width = [&](const at::Tensor& p) {  // output channels of a weight, which set the shapes after it
+    check_rank(op, param_name(params, p), p, 4);
+    return p.size(0);
+  };
+  using Shapes = std::initializer_list<std::pair<const at::Tensor*, std::vector<int64_t>>>;
+  const NetworkParams net = parse_network_params(params, stage_repeats);
+  int64_t c = width(net.stem.weight), b = 0;  // the channels between units; a unit's branch width
+  expect(net.stem.weight, {c, x.size(1), 3, 3});
+  expect(net.stem.bias, {c});
+  for (const UnitParams& unit : net.units) {
+    if (unit.kind() == UnitKind::Down) {
+      const DownUnitParams& d = unit.down();
+      b = width(d.pw3_w);
+      for (const auto& [p, shape] : Shapes{{&d.dw1_w, {c, 1, 3, 3}},
+                                           {&d.dw1_b, {c}},
+                                           {&d.pw3_w, {b, c, 1, 1}},
+                                           {&d.pw3_b, {b}},
+                                           {&d.pw1_w, {b, c, 1, 1}},
+                                           {&d.pw1_b, {b}},
+                                           {&d.dw2_w, {b, 1, 3, 3}},
+                                           {&d.dw2_b, {b}},
+                                           {&d.pw2_w, {b, b, 1, 1}},
+                                           {&d.pw2_b, {b}}}) {
+        expect(*p, shape);
       }
-      i += 6;
+      c = 2 * b;
+    } else {
+      const SplitUnitParams& s = unit.split();
+      for (const auto& [p, shape] : Shapes{{&s.pw1_w, {b, b, 1, 1}},
+                                           {&s.pw1_b, {b}},
+                                           {&s.dw_w, {b, 1, 3, 3}},
+                                           {&s.dw_b, {b}},
+                                           {&s.pw2_w, {b, b, 1, 1}},
+                                           {&s.pw2_b, {b}}}) {
+        expect(*p, shape);
+      }
     }
   }
-  const int64_t c5 = width(i);
-  expect(i, {c5, c, 1, 1});
-  expect(i + 1, {c5});
-  const int64_t classes = width(i + 2);
-  expect(i + 2, {classes, c5, 1, 1});
-  expect(i + 3, {classes});
+  const HeadParams& head = net.head;
+  const int64_t c5 = width(head.conv5_w);
+  expect(head.conv5_w, {c5, c, 1, 1});
+  expect(head.conv5_b, {c5});
+  const int64_t classes = width(head.fc_w);
+  expect(head.fc_w, {classes, c5, 1, 1});
+  expect(head.fc_b, {classes});
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Output sizes (shufflekernels/contract.py has the same).
 // ---------------------------------------------------------------------------------------------------
 
-// The stem: conv 3x3/2 then max-pool 3x3/2, both with padding 1.
-inline int64_t stem_out_size(int64_t in_size) { return dwconv3x3_out_size(dwconv3x3_out_size(in_size, 2), 2); }
+// The stem: conv 3x3/2 then max-pool 3x3/2, both with padding 1 (the kernels keep the conv's size for
+// their scratch rows).
+inline int64_t stem_conv_out_size(int64_t in_size) { return dwconv3x3_out_size(in_size, 2); }
+inline int64_t stem_out_size(int64_t in_size) { return dwconv3x3_out_size(stem_conv_out_size(in_size), 2); }
 
 }  // namespace shufflekernels

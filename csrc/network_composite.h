@@ -14,6 +14,8 @@
 #include <functional>
 #include <string>
 
+#include "network_params.h"
+
 namespace shufflekernels {
 
 // Told of each ATen kernel the composite launches itself (the input's channels_last copy, the global
@@ -44,22 +46,22 @@ inline at::Tensor shufflenet_composite(const std::string& ns, const at::Tensor& 
     in = run("copy", x.numel() * es, x.numel() * es) ? x.contiguous(at::MemoryFormat::ChannelsLast)
                                                      : at::empty_like(x, at::MemoryFormat::ChannelsLast);
   }
-  Tensor out = stem.call(in, params[0], params[1]);
-  size_t i = 2;
-  for (int64_t repeats : stage_repeats) {
-    out = down.call(out, params[i], params[i + 1], params[i + 2], params[i + 3], params[i + 4], params[i + 5],
-                    params[i + 6], params[i + 7], params[i + 8], params[i + 9]);
-    i += 10;
-    for (int64_t u = 1; u < repeats; ++u) {
-      out = split.call(out, params[i], params[i + 1], params[i + 2], params[i + 3], params[i + 4], params[i + 5]);
-      i += 6;
+  const NetworkParams net = parse_network_params(params, stage_repeats);
+  Tensor out = stem.call(in, net.stem.weight, net.stem.bias);
+  for (const UnitParams& unit : net.units) {
+    if (unit.kind() == UnitKind::Down) {
+      const DownUnitParams& d = unit.down();
+      out = down.call(out, d.dw1_w, d.dw1_b, d.pw3_w, d.pw3_b, d.pw1_w, d.pw1_b, d.dw2_w, d.dw2_b, d.pw2_w, d.pw2_b);
+    } else {
+      const SplitUnitParams& s = unit.split();
+      out = split.call(out, s.pw1_w, s.pw1_b, s.dw_w, s.dw_b, s.pw2_w, s.pw2_b);
     }
   }
-  out = pointwise.call(out, params[i], params[i + 1], true);
+  out = pointwise.call(out, net.head.conv5_w, net.head.conv5_b, true);
   const int64_t N = out.size(0), C = out.size(1);
   const Tensor features = run("mean", out.numel() * es, N * C * es) ? out.mean({2, 3}, /*keepdim=*/true)
                                                                     : at::empty({N, C, 1, 1}, out.options());
-  const Tensor logits = pointwise.call(features, params[i + 2], params[i + 3], false);
+  const Tensor logits = pointwise.call(features, net.head.fc_w, net.head.fc_b, false);
   return logits.flatten(1);
 }
 

@@ -1,6 +1,6 @@
 // Plans made once per set of weights and reused while those weights stay unchanged: the CPU's network
 // plan (csrc/cpu/network.cpp: packed weights and an activation arena) and the CUDA network's unit GEMM
-// weights (csrc/cuda/ops_impl.h, UnitGemms).
+// weights (csrc/cuda/network_ops.h, UnitGemms).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -20,18 +20,18 @@ namespace shufflekernels {
 // numpy, or to inference tensors in place) are not (docs/design.md, "The whole network").
 class WeightSources {
  public:
-  explicit WeightSources(at::TensorList params) {
-    for (const at::Tensor& t : params) {
+  explicit WeightSources(at::TensorList weights) {
+    for (const at::Tensor& t : weights) {
       sources_.push_back({t.storage().getWeakStorageImpl(), t.const_data_ptr(), version_of(t)});
     }
   }
 
-  // Whether `params` are still these weights, unchanged.
-  bool matches(at::TensorList params) const {
-    if (params.size() != sources_.size()) return false;
-    for (size_t i = 0; i < params.size(); ++i) {
+  // Whether `weights` are still these weights, unchanged.
+  bool matches(at::TensorList weights) const {
+    if (weights.size() != sources_.size()) return false;
+    for (size_t i = 0; i < weights.size(); ++i) {
       const Source& s = sources_[i];
-      if (s.storage.expired() || s.data != params[i].const_data_ptr() || s.version != version_of(params[i]))
+      if (s.storage.expired() || s.data != weights[i].const_data_ptr() || s.version != version_of(weights[i]))
         return false;
     }
     return true;
@@ -64,18 +64,18 @@ class WeightSources {
 template <class Plan>
 class PlanCache {
  public:
-  // The plan for `params`, made by make() (a std::shared_ptr<const Plan>) if there is none up to date.
+  // The plan for `weights`, made by make() (a std::shared_ptr<const Plan>) if there is none up to date.
   template <class Make>
-  std::shared_ptr<const Plan> get(at::TensorList params, Make&& make) {
+  std::shared_ptr<const Plan> get(at::TensorList weights, Make&& make) {
     const std::lock_guard<std::mutex> lock(mutex_);
-    const void* key = params.empty() ? nullptr : params[0].const_data_ptr();
+    const void* key = weights.empty() ? nullptr : weights.front().const_data_ptr();
     for (const Entry& e : entries_) {
-      if (e.sources.key() == key && e.sources.matches(params)) return e.plan;
+      if (e.sources.key() == key && e.sources.matches(weights)) return e.plan;
     }
     entries_.erase(std::remove_if(entries_.begin(), entries_.end(),
                                   [&](const Entry& e) { return !e.sources.alive() || e.sources.key() == key; }),
                    entries_.end());
-    entries_.push_back(Entry{WeightSources(params), make()});
+    entries_.push_back(Entry{WeightSources(weights), make()});
     return entries_.back().plan;
   }
 

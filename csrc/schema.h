@@ -2,7 +2,7 @@
 // TORCH_LIBRARY(shufflekernels); csrc/cuda/host_emulation.cpp defines the op schemas (not the hints)
 // under TORCH_LIBRARY(shufflekernels_cuda_emulated), whose CPU kernels are the CUDA kernel bodies run
 // on host threads (for tests on machines without a GPU). Each backend registers its kernels against
-// them in the file of the op's family (csrc/cpu/*.cpp, csrc/cuda/ops_impl.h).
+// them in the file of the op's family (csrc/cpu/*.cpp, csrc/cuda/*_ops.h).
 #pragma once
 
 #include <torch/library.h>

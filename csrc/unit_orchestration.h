@@ -1,6 +1,6 @@
 // The ShuffleNetV2 units as a sequence of primitives, written once for every backend that runs them
 // op by op: the CPU kernels for every dtype but float32 (csrc/cpu/units.cpp; float32 has the engine's
-// fused path) and the CUDA kernels on both executors (csrc/cuda/ops_impl.h).
+// fused path) and the CUDA kernels on both executors (csrc/cuda/unit_ops.h).
 //
 // Semantics: docs/design.md, "Split unit" and "Down unit". A 1x1 convolution either applies its bias
 // and ReLU itself, in the GEMM's epilogue (the CUDA kernels on channels_last: cuBLASLt adds the bias in

@@ -4,7 +4,7 @@ to the floor. Measured on the CPU, without a GPU:
 
 - native CUDA: the emulated CUDA library (``torch.ops.shufflekernels_cuda_emulated``, the CUDA kernel
   bodies run by a host executor) in its dry run, which counts every launch without computing: each
-  body reports the bytes its launch reads and writes (csrc/cuda/plan.h, Traffic), each library call
+  body reports the bytes its launch reads and writes (csrc/cuda/launch_plan.h, Traffic), each library call
   (cuBLAS, an ATen kernel) its own, a GEMM M*K + K*N + M*N elements. It runs the whole network as one
   ``shufflenet`` call (what FusedShuffleNetV2 runs on CUDA), which marks where each layer starts;
 - triton: FusedShuffleNetV2 with backend="triton" runs its forward on meta tensors; each Triton

@@ -6,7 +6,6 @@
 // (csrc/aten_convs.h).
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -14,7 +13,6 @@
 
 #include "../aten_convs.h"
 #include "../contract.h"
-#include "../index_math.h"
 #include "../layout.h"
 #include "engine.h"
 #include "schedule.h"
@@ -51,17 +49,12 @@ Tensor stem_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {
   if (x_in.scalar_type() != at::kFloat) return stem_composite(x_in, weight, bias);
   auto [x, layout] = in_kernel_layout(x_in);
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Cout = weight.size(0);
-  const int64_t Hc = dwconv3x3_out_size(H, 2), Wc = dwconv3x3_out_size(W, 2);
-  const int64_t Hp = dwconv3x3_out_size(Hc, 2), Wp = dwconv3x3_out_size(Wc, 2);
+  const int64_t Hc = stem_conv_out_size(H), Wc = stem_conv_out_size(W), Hp = stem_out_size(H), Wp = stem_out_size(W);
   Tensor out = at::empty({N, Cout, Hp, Wp}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (out.numel() == 0) return out.contiguous(memory_format_of(layout));
   const Kernels& k = kernels();
-  const int64_t Cpad = round_up(Cout, k.stem_channel_block);
-  // Weights as [Cin*9][Cpad] (one tap's output channels contiguous), zero-padded like the bias.
-  Tensor w = at::zeros({Cin * 9, Cpad}, x.options());
-  w.narrow(1, 0, Cout).copy_(weight.permute({1, 2, 3, 0}).reshape({Cin * 9, Cout}));
-  Tensor b = at::zeros({Cpad}, x.options());
-  b.narrow(0, 0, Cout).copy_(bias);
+  const StemWeights sw = stem_weights(k, weight, bias);
+  const int64_t Cpad = sw.c_pad;
   const int64_t threads = at::get_num_threads();
   const int64_t bands = std::min<int64_t>(Hp, N >= threads ? 1 : threads);
   at::parallel_for(0, N * bands, 1, [&](int64_t begin, int64_t end) {
@@ -75,8 +68,8 @@ Tensor stem_cpu(const Tensor& x_in, const Tensor& weight, const Tensor& bias) {
                  Cin,
                  H,
                  W,
-                 w.const_data_ptr<float>(),
-                 b.const_data_ptr<float>(),
+                 sw.weight.data(),
+                 sw.bias.data(),
                  Cout,
                  Cpad,
                  Hc,

@@ -25,6 +25,7 @@
 #include "../contract.h"
 #include "../index_math.h"
 #include "../network_composite.h"
+#include "../network_params.h"
 #include "../plan_cache.h"
 #include "engine.h"
 #include "unit_bands.h"
@@ -77,6 +78,30 @@ struct UnitPlan {
   Taps dw1, dw2;         // dw1: the down unit's branch 1, over x itself (unpadded); dw2 over the padded t1
 };
 
+UnitPlan down_unit_plan(const DownUnitParams& d, int64_t c_in) {
+  UnitPlan p;
+  p.down = true;
+  p.c_in = c_in;
+  p.B = d.pw1_w.size(0);
+  p.dw1 = Taps(d.dw1_w, d.dw1_b, c_in);
+  p.pw3 = Panels(d.pw3_w, d.pw3_b);
+  p.pw1 = Panels(d.pw1_w, d.pw1_b);
+  p.dw2 = Taps(d.dw2_w, d.dw2_b, round_up(p.B, kPanelPad));
+  p.pw2 = Panels(d.pw2_w, d.pw2_b);
+  return p;
+}
+
+UnitPlan split_unit_plan(const SplitUnitParams& s, int64_t c_in) {
+  UnitPlan p;
+  p.down = false;
+  p.c_in = c_in;
+  p.B = c_in / 2;
+  p.pw1 = Panels(s.pw1_w, s.pw1_b);
+  p.dw2 = Taps(s.dw_w, s.dw_b, round_up(p.B, kPanelPad));
+  p.pw2 = Panels(s.pw2_w, s.pw2_b);
+  return p;
+}
+
 // Where one call's layers put their outputs, for an image of H x W.
 struct Geometry {
   struct Unit {
@@ -101,47 +126,17 @@ inline int64_t bands_of(int64_t Ho, int64_t Wo, int T) {
 
 class Plan {
  public:
-  Plan(const Tensor& x, at::TensorList params, at::IntArrayRef repeats) {
-    const int64_t c_in = x.size(1);
-    stem_cout_ = params[0].size(0);
-    stem_cpad_ = round_up(stem_cout_, kernels().stem_channel_block);
-    stem_w_.assign(c_in * 9 * stem_cpad_, 0.f);
-    stem_b_.assign(stem_cpad_, 0.f);
-    const auto w = params[0].accessor<float, 4>();
-    const auto b = params[1].accessor<float, 1>();
-    for (int64_t co = 0; co < stem_cout_; ++co) {
-      for (int64_t ci = 0; ci < c_in; ++ci)
-        for (int64_t t = 0; t < 9; ++t) stem_w_[(ci * 9 + t) * stem_cpad_ + co] = w[co][ci][t / 3][t % 3];
-      stem_b_[co] = b[co];
+  Plan(at::TensorList params, at::IntArrayRef stage_repeats) {
+    const NetworkParams net = parse_network_params(params, stage_repeats);
+    stem_ = stem_weights(kernels(), net.stem.weight, net.stem.bias);
+    int64_t c = stem_.c_out;
+    for (const UnitParams& unit : net.units) {
+      units_.push_back(unit.kind() == UnitKind::Down ? down_unit_plan(unit.down(), c)
+                                                     : split_unit_plan(unit.split(), c));
+      c = 2 * units_.back().B;
     }
-    int64_t i = 2, c = stem_cout_;
-    for (int64_t r : repeats) {
-      for (int64_t u = 0; u < r; ++u) {
-        UnitPlan p;
-        p.down = u == 0;
-        p.c_in = c;
-        if (p.down) {
-          p.B = params[i + 4].size(0);
-          const int64_t Bs = round_up(p.B, kPanelPad);
-          p.dw1 = Taps(params[i], params[i + 1], c);
-          p.pw3 = Panels(params[i + 2], params[i + 3]);
-          p.pw1 = Panels(params[i + 4], params[i + 5]);
-          p.dw2 = Taps(params[i + 6], params[i + 7], Bs);
-          p.pw2 = Panels(params[i + 8], params[i + 9]);
-          i += 10;
-        } else {
-          p.B = c / 2;
-          p.pw1 = Panels(params[i], params[i + 1]);
-          p.dw2 = Taps(params[i + 2], params[i + 3], round_up(p.B, kPanelPad));
-          p.pw2 = Panels(params[i + 4], params[i + 5]);
-          i += 6;
-        }
-        c = 2 * p.B;
-        units_.push_back(std::move(p));
-      }
-    }
-    conv5_ = Panels(params[i], params[i + 1]);
-    fc_ = Panels(params[i + 2], params[i + 3]);
+    conv5_ = Panels(net.head.conv5_w, net.head.conv5_b);
+    fc_ = Panels(net.head.fc_w, net.head.fc_b);
   }
 
   Tensor forward(const Tensor& x) const;
@@ -154,8 +149,7 @@ class Plan {
   void head(const float* features, int64_t image_stride, const Geometry& g, int64_t N, float* conv5_out,
             int64_t conv5_stride, float* pooled, float* logits, int t, int T) const;
 
-  int64_t stem_cout_ = 0, stem_cpad_ = 0;
-  std::vector<float> stem_w_, stem_b_;
+  StemWeights stem_;
   std::vector<UnitPlan> units_;
   Panels conv5_, fc_;
   mutable std::mutex arena_mutex_;
@@ -166,12 +160,12 @@ Geometry Plan::geometry(const Tensor& x) const {
   Geometry g;
   g.H = x.size(2);
   g.W = x.size(3);
-  g.Hc = dwconv3x3_out_size(g.H, 2);
-  g.Wc = dwconv3x3_out_size(g.W, 2);
-  g.Hp = dwconv3x3_out_size(g.Hc, 2);
-  g.Wp = dwconv3x3_out_size(g.Wc, 2);
+  g.Hc = stem_conv_out_size(g.H);
+  g.Wc = stem_conv_out_size(g.W);
+  g.Hp = stem_out_size(g.H);
+  g.Wp = stem_out_size(g.W);
   int64_t H = g.Hp, W = g.Wp;
-  g.act_floats = H * W * stem_cout_;
+  g.act_floats = H * W * stem_.c_out;
   for (const UnitPlan& u : units_) {
     const int64_t Ho = u.down ? dwconv3x3_out_size(H, 2) : H, Wo = u.down ? dwconv3x3_out_size(W, 2) : W;
     const int64_t Bs = round_up(u.B, kPanelPad), Cs = round_up(u.c_in, kPanelPad);
@@ -249,10 +243,10 @@ const float* Plan::units(const Tensor& x, const Geometry& g, int64_t n0, int64_t
                  x.size(1),
                  g.H,
                  g.W,
-                 stem_w_.data(),
-                 stem_b_.data(),
-                 stem_cout_,
-                 stem_cpad_,
+                 stem_.weight.data(),
+                 stem_.bias.data(),
+                 stem_.c_out,
+                 stem_.c_pad,
                  g.Hc,
                  g.Wc,
                  g.Hp,
@@ -350,7 +344,7 @@ Tensor Plan::forward(const Tensor& x) const {
   // gathered back to back.
   const bool team = N < T;
   const int64_t images = team ? N : T;  // images whose activations are live at once
-  const int64_t stem_scratch = 3 * g.Wc * stem_cpad_;
+  const int64_t stem_scratch = 3 * g.Wc * stem_.c_pad;
   Buffers buf{};
   buf.scratch_floats = g.band_floats + stem_scratch;
   const int64_t C4 = units_.back().B * 2, C5 = conv5_.c_out, HW5 = g.H5 * g.W5;
@@ -410,7 +404,7 @@ Tensor shufflenet_cpu(const Tensor& x, at::TensorList params, at::IntArrayRef st
   // The plan serves float32 weights it can read with accessors; anything else runs layer by layer.
   const bool planned = x.scalar_type() == at::kFloat && x.is_cpu();
   if (!planned) return shufflenet_composite("shufflekernels", x, params, stage_repeats);
-  return plans().get(params, [&] { return std::make_shared<const Plan>(x, params, stage_repeats); })->forward(x);
+  return plans().get(params, [&] { return std::make_shared<const Plan>(params, stage_repeats); })->forward(x);
 }
 
 }  // namespace

@@ -83,4 +83,26 @@ inline PaddedDw padded_dw(const at::Tensor& dw_weight, const at::Tensor& dw_bias
   return p;
 }
 
+// The stem's weights and bias as the engine's stem reads them (StemArgs): [Cin * 9][Cpad], one tap's
+// output channels contiguous, and [Cpad], both zero-padded from Cout to Cpad, a whole number of the
+// engine's channel blocks. Plain loops, as padded_dw: a few hundred floats, fewer than the ATen calls
+// it would take.
+struct StemWeights {
+  int64_t c_out, c_pad;
+  std::vector<float> weight, bias;
+};
+
+inline StemWeights stem_weights(const Kernels& k, const at::Tensor& weight, const at::Tensor& bias) {
+  const int64_t c_out = weight.size(0), c_in = weight.size(1), c_pad = round_up(c_out, k.stem_channel_block);
+  StemWeights s{c_out, c_pad, std::vector<float>(c_in * 9 * c_pad, 0.f), std::vector<float>(c_pad, 0.f)};
+  const auto w = weight.accessor<float, 4>();
+  const auto b = bias.accessor<float, 1>();
+  for (int64_t co = 0; co < c_out; ++co) {
+    for (int64_t ci = 0; ci < c_in; ++ci)
+      for (int64_t t = 0; t < 9; ++t) s.weight[(ci * 9 + t) * c_pad + co] = w[co][ci][t / 3][t % 3];
+    s.bias[co] = b[co];
+  }
+  return s;
+}
+
 }  // namespace shufflekernels::cpu

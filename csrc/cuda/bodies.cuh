@@ -1,11 +1,11 @@
 // The CUDA kernel bodies of every op, written once for two executors:
-//   - CudaExec (kernels_cuda.cu): each body runs as a grid-stride __global__ kernel on the current
+//   - CudaExec (cuda_exec.cuh): each body runs as a grid-stride __global__ kernel on the current
 //     stream of the input's device;
-//   - HostExec (host_emulation.cpp): the same bodies run over the same item ranges on host threads,
+//   - HostExec (host_exec.h): the same bodies run over the same item ranges on host threads,
 //     so the CPU tests exercise the index math, the vector-width and index-type planning and the
 //     epilogues of the CUDA kernels on machines without a GPU (and ASan checks their bounds).
 // Everything here is the CUDA backend's code; only the executor differs. The host side of each op
-// (planning, launches, registration) is ops_impl.h.
+// (planning, launches, registration) is a header per op family (ops.h lists them).
 //
 // Index model (csrc/index_math.h, shared with the CPU kernels): a shuffle with g groups writes
 // out[n, j*g + i] = src_i[n, j]. Depthwise 3x3: out[n,c,oh,ow] = bias[c] + sum w[c,kh,kw] *
@@ -22,7 +22,7 @@
 #include <cstdint>
 
 #include "../index_math.h"
-#include "plan.h"
+#include "launch_plan.h"
 
 namespace shufflekernels::gpu {
 
@@ -231,7 +231,7 @@ struct DwConv3x3Body {
   }
 };
 
-// A unit's middle step in the network (ops_impl.h, shufflenet_impl), channels_last, in one launch: the
+// A unit's middle step in the network (network_ops.h, shufflenet_impl), channels_last, in one launch: the
 // tensor z = [part a | part b] that the unit's one final GEMM reads, Ca + Cb channels an output pixel.
 //   part b: the depthwise 3x3 (stride kStride, bias, no ReLU) of branch 2's first 1x1 output;
 //   part a: the depthwise of the unit's input (the down unit's branch 1), or, without weights, a copy of

@@ -264,11 +264,16 @@ void test_index_math() {
   }
 }
 
+// Every op of the shufflekernels library, each name its own string literal: a Python test compares this
+// list with the op registry (shufflekernels/registry.py), so an op added there and not here fails it.
+constexpr const char* kOps[] = {
+    "channel_shuffle", "shuffle_cat", "dwconv3x3", "pointwise", "stem", "split_unit", "down_unit", "shufflenet",
+};
+
 void test_registration() {
-  const char* names[] = {"shufflekernels::channel_shuffle", "shufflekernels::shuffle_cat", "shufflekernels::dwconv3x3",
-                         "shufflekernels::pointwise",       "shufflekernels::stem",        "shufflekernels::split_unit",
-                         "shufflekernels::down_unit"};
-  for (const char* name : names) {
+  for (const char* op : kOps) {
+    const std::string qualified = std::string("shufflekernels::") + op;
+    const char* name = qualified.c_str();
     auto handle = c10::Dispatcher::singleton().findSchema({name, ""});
     SK_CHECK(handle.has_value(), std::string(name) + " is not registered: is libshufflekernels_ops linked?");
     if (!handle) continue;

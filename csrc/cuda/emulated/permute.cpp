@@ -1,0 +1,10 @@
+// The permutations (permute_ops.h) on host threads (host_exec.h): the family's own translation unit, where its
+// functions that other translation units call are instantiated (ops.h).
+#include "../host_exec.h"
+#include "../permute_ops.h"
+
+namespace shufflekernels::gpu {
+
+template void register_permute_ops<HostExec>(torch::Library&);
+
+}  // namespace shufflekernels::gpu
