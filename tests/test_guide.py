@@ -38,8 +38,11 @@ def test_guide_names_at_most_nine_files_that_exist():
 
 
 @pytest.mark.parametrize("op", list(registry.OPS))
-def test_every_op_has_its_semantics_in_the_design(op):
-    assert f"`{op}" in _section(DESIGN, "Op semantics"), f"docs/design.md, 'Op semantics', says nothing of {op}"
+def test_every_op_documents_its_semantics(op):
+    # The registry docstring is where an op's semantics live (the guide's item 6): what it returns and
+    # in which shapes.
+    doc = registry.OPS[op].doc
+    assert "Returns" in doc and "``[" in doc, f"{op}: the registry docstring states no result shape"
 
 
 @pytest.mark.parametrize("op", list(registry.OPS))
