@@ -19,7 +19,6 @@ import torch
 from .. import registry
 from .common import registered_launcher
 
-
 LAUNCHERS = {name: registered_launcher(name) for name in registry.ops_with("triton")}
 
 
