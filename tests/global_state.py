@@ -14,7 +14,7 @@ import os
 
 import torch
 
-from shufflekernels import _backend_selection
+from shufflekernels import _backend_selection, model
 
 
 def _precision_api() -> bool:
@@ -125,6 +125,7 @@ def snapshot() -> dict:
             device: frozenset(ops) for device, ops in _backend_selection.NATIVE_KERNELS.items()
         },
         "triton installed": _backend_selection.TRITON_INSTALLED,
+        "the model's native op library": model._native_ops,
     }
 
 
@@ -149,6 +150,7 @@ def restore(state: dict) -> None:
     _backend_selection.NATIVE_KERNELS.clear()
     _backend_selection.NATIVE_KERNELS.update(state["native kernels per device"])
     _backend_selection.TRITON_INSTALLED = state["triton installed"]
+    model._native_ops = state["the model's native op library"]
 
 
 def differences(before: dict, after: dict) -> list[str]:

@@ -7,6 +7,8 @@ import os
 import pytest
 import torch
 
+from shufflekernels import _backend_selection, model
+
 import global_state
 
 # (what a careless test does, the name the guard reports it under)
@@ -19,6 +21,8 @@ CHANGES = [
     (lambda: torch.set_default_dtype(torch.float64), "default dtype"),
     (lambda: os.environ.__setitem__("SK_GUARD_PROBE", "1"), "environment variable SK_GUARD_PROBE"),
     (lambda: os.environ.__setitem__("PATH", "/nowhere"), "environment variable PATH"),
+    (lambda: _backend_selection.NATIVE_KERNELS.__setitem__("cpu", frozenset()), "native kernels per device"),
+    (lambda: setattr(model, "_native_ops", None), "the model's native op library"),
 ]
 
 
