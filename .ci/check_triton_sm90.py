@@ -10,7 +10,9 @@ wheel) runs without a driver. What is compiled is found by running the launch co
   is replaced by a recorder: it keeps the arguments and constexprs exactly as the launcher passes them;
 - each of those calls again with the input in NCHW (the model runs channels_last, the ops take both);
 - the public ops a unit is made of, at that unit's shapes and in both layouts: dwconv3x3 for each of its
-  depthwise convs, shuffle_cat of its two branches, channel_shuffle of its output.
+  depthwise convs, shuffle_cat of its two branches, channel_shuffle of its output;
+- every op with a Triton kernel at its registry example case, in both layouts and every dtype, so that an
+  op off the network's path is compiled too.
 
 Each recorded launch becomes one compile per autotune config (the autotuner benchmarks them all on a
 GPU) and per target, specialised as Triton's JIT would at that launch (int divisibility by 16, pointer
@@ -154,6 +156,16 @@ def trace_launches() -> list:
                         net(torch.empty(batch, 3, IMAGE, IMAGE, dtype=dtype, device="meta"))
         finally:
             _model._run = original_run
+        # Every Triton op at its registry example too, in both layouts: an op off the network's path
+        # (or a new one) is compiled without a line here.
+        for op in registry.ops_with("triton"):
+            for dtype in DTYPES:
+                args = list(registry.example_args(op, device="meta", dtype=dtype))
+                for layout in (torch.contiguous_format, torch.channels_last):
+                    first = args[0]
+                    args[0] = [t.contiguous(memory_format=layout) for t in first] if isinstance(first, list) else (
+                        first.contiguous(memory_format=layout))  # fmt: skip
+                    _launch(op, *args)
     return launches
 
 

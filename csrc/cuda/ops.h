@@ -3,11 +3,12 @@
 // the launches of the bodies. As csrc/cpu, it is a header per op family, each registering its own ops,
 // and each compiled in a translation unit of its own per executor (gpu/<family>.cu for the GPU,
 // emulated/<family>.cpp for host threads), so a build compiles the families in parallel:
-//   permute_ops.h   channel_shuffle, shuffle_cat
-//   dwconv_ops.h    dwconv3x3
-//   conv_ops.h      pointwise and stem (library_calls.h: the GEMMs through ATen, which any family calls)
-//   unit_ops.h      split_unit, down_unit
-//   network_ops.h   shufflenet: the whole network's plan
+//   permute_ops.h   the channel permutations
+//   dwconv_ops.h    the depthwise conv
+//   conv_ops.h      the dense convs, 1x1 and the stem (library_calls.h: the GEMMs through ATen, which
+//                   any family calls)
+//   unit_ops.h      the units
+//   network_ops.h   the whole network's plan
 // registration.h registers every family on one library and dispatch key.
 //
 // This header declares what crosses a family's translation unit: each family's registration, and the

@@ -5,6 +5,7 @@ The kernels become the ops ``torch.ops.shufflekernels_triton.<name>``, with the 
 ``backend="triton"``, which is also when triton.jit reads TRITON_INTERPRET. Importing this package
 imports neither triton nor the kernels, so ``import shufflekernels`` stays cheap on any machine.
 
-Modules: common.py (addressing model and helpers), permute.py (channel_shuffle, shuffle_cat),
-dwconv.py (dwconv3x3), units.py (pointwise, split_unit, down_unit), library.py (op registration).
+Modules: common.py (addressing model and helpers, the launchers' preamble), a module per op family
+(permute.py, dwconv.py, units.py: the registry's ``triton`` entries name each op's launcher),
+library.py (op registration), recording.py (launches recorded instead of run).
 """
