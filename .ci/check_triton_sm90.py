@@ -165,7 +165,7 @@ def trace_launches() -> list:
                     first = args[0]
                     args[0] = [t.contiguous(memory_format=layout) for t in first] if isinstance(first, list) else (
                         first.contiguous(memory_format=layout))  # fmt: skip
-                    _launch(op, *args)
+                    LAUNCHERS[op](*args)  # schema order (the wrapper's keyword-only arguments included)
     return launches
 
 
