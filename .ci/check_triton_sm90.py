@@ -11,8 +11,8 @@ wheel) runs without a driver. What is compiled is found by running the launch co
 - each of those calls again with the input in NCHW (the model runs channels_last, the ops take both);
 - the public ops a unit is made of, at that unit's shapes and in both layouts: dwconv3x3 for each of its
   depthwise convs, shuffle_cat of its two branches, channel_shuffle of its output;
-- every op with a Triton kernel at its registry example case, in both layouts and every dtype, so that an
-  op off the network's path is compiled too.
+- a kernel the network's path does not launch (a new op's), at its op's registry example case, in both
+  layouts and every dtype.
 
 Each recorded launch becomes one compile per autotune config (the autotuner benchmarks them all on a
 GPU) and per target, specialised as Triton's JIT would at that launch (int divisibility by 16, pointer
@@ -156,8 +156,10 @@ def trace_launches() -> list:
                         net(torch.empty(batch, 3, IMAGE, IMAGE, dtype=dtype, device="meta"))
         finally:
             _model._run = original_run
-        # Every Triton op at its registry example too, in both layouts: an op off the network's path
-        # (or a new one) is compiled without a line here.
+        # A kernel the network's path does not launch (a new op's) at its op's registry example, in
+        # both layouts and every dtype, so that it is compiled without a line here. The network's own
+        # kernels are held to the network's shapes: the GPU path runs those.
+        on_path, network_launches = {launch[1] for launch in launches}, len(launches)
         for op in registry.ops_with("triton"):
             for dtype in DTYPES:
                 args = list(registry.example_args(op, device="meta", dtype=dtype))
@@ -166,6 +168,7 @@ def trace_launches() -> list:
                     args[0] = [t.contiguous(memory_format=layout) for t in first] if isinstance(first, list) else (
                         first.contiguous(memory_format=layout))  # fmt: skip
                     LAUNCHERS[op](*args)  # schema order (the wrapper's keyword-only arguments included)
+        launches[network_launches:] = [launch for launch in launches[network_launches:] if launch[1] not in on_path]
     return launches
 
 
