@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -63,15 +64,18 @@ class OpSpec:
     def complete(self, args: Sequence, options: dict | None = None) -> tuple:
         """Every argument in schema order: ``args`` positionally, then ``options`` by name, then the
         defaults (the dispatcher leaves out trailing arguments equal to their schema default)."""
-        options = options or {}
         names = self.arg_names[len(args) :]
+        if not names:
+            return tuple(args)
+        options = options or {}
         return (*args, *(options[n] if n in options else self.default(n) for n in names))
 
-    @property
+    # Parsed once per entry: the Triton ops complete their arguments from them on every call.
+    @functools.cached_property
     def arguments(self) -> list[torch._C.Argument]:
         return list(torch._C.parse_schema(f"x::{self.schema}").arguments)
 
-    @property
+    @functools.cached_property
     def arg_names(self) -> list[str]:
         return [a.name for a in self.arguments]
 
